@@ -1,0 +1,54 @@
+package sink
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Key names a record. Set is the feature group (or a reserved set such as
+// CheckpointSet); ID is the entity key rendered as text.
+type Key struct {
+	Set string
+	ID  string
+}
+
+func (k Key) String() string { return k.Set + "/" + k.ID }
+
+// Record is one stored record.
+type Record struct {
+	Key Key
+	// Gen is the record's generation as read (0: the record does not
+	// exist). On Put it is the generation the write expects to replace, and
+	// after a successful Put it holds the new generation.
+	Gen uint32
+	// TTL is how long the record lives after this write; 0 means forever.
+	TTL  time.Duration
+	Bins map[string]any
+}
+
+// CheckpointSet is the set that holds one checkpoint record per connector.
+const CheckpointSet = "_tilefeed"
+
+// ErrConflict means a record's generation was not the one a write expected:
+// somebody else wrote it, or an earlier write whose outcome was unknown did
+// land. The caller must re-read before writing again.
+var ErrConflict = errors.New("record changed since it was read")
+
+// ErrUnavailable means the store could not be reached or did not answer in
+// time; the write may or may not have landed. Retryable after a re-read.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ConflictError lists the records whose generation did not match.
+type ConflictError struct {
+	Keys []Key
+}
+
+func (e *ConflictError) Error() string {
+	if len(e.Keys) == 1 {
+		return fmt.Sprintf("record %s changed since it was read", e.Keys[0])
+	}
+	return fmt.Sprintf("%d records changed since they were read (first: %s)", len(e.Keys), e.Keys[0])
+}
+
+func (e *ConflictError) Unwrap() error { return ErrConflict }

@@ -1,0 +1,228 @@
+// Package sinktest is the conformance suite every sink store passes: the
+// embedded store always, Aerospike when AEROSPIKE_HOSTS is set.
+package sinktest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/tilefeed/tilefeed/sink"
+)
+
+// Store is what tilefeed needs from a sink store.
+type Store interface {
+	Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
+	Put(ctx context.Context, recs []sink.Record) error
+	Close() error
+}
+
+// Run runs the suite against the store open returns. Each test uses sets of
+// its own, so a store that outlives the run (a shared Aerospike namespace)
+// is fine.
+func Run(t *testing.T, open func(t *testing.T) Store) {
+	t.Helper()
+	run := fmt.Sprintf("c%08x", rand.Uint32())
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store, set string)
+	}{
+		{"missing", testMissing},
+		{"create_get", testCreateGet},
+		{"generation", testGeneration},
+		{"conflict", testConflict},
+		{"batch", testBatch},
+		{"ttl", testTTL},
+		{"replace_bins", testReplaceBins},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := open(t)
+			tc.fn(t, s, run+"_"+tc.name)
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func get1(t *testing.T, s Store, k sink.Key) sink.Record {
+	t.Helper()
+	recs, err := s.Get(ctx(t), []sink.Key{k})
+	if err != nil {
+		t.Fatalf("Get %s: %v", k, err)
+	}
+	if len(recs) != 1 || recs[0].Key != k {
+		t.Fatalf("Get %s returned %+v", k, recs)
+	}
+	return recs[0]
+}
+
+func testMissing(t *testing.T, s Store, set string) {
+	r := get1(t, s, sink.Key{Set: set, ID: "nobody"})
+	if r.Gen != 0 || r.Bins != nil {
+		t.Fatalf("missing record: got gen %d bins %v, want 0 and nil", r.Gen, r.Bins)
+	}
+}
+
+// sample holds every bin value type tilefeed writes.
+func sample() map[string]any {
+	return map[string]any{
+		"_lsn":  int64(1) << 40,
+		"_ord":  int64(7),
+		"name":  "Zoë",
+		"score": 2.5,
+		"ok":    true,
+		"blob":  []byte{0, 1, 2, 255},
+		"tags":  []any{"a", int64(2), []any{"nested"}},
+		"_t60": map[any]any{
+			int64(1700000040): map[any]any{"n": int64(3), "s:amount": "12.50",
+				"v:amount": map[any]any{"d:1.25": int64(2)}},
+			int64(1700000100): map[any]any{"n": int64(1)},
+		},
+	}
+}
+
+func testCreateGet(t *testing.T, s Store, set string) {
+	k := sink.Key{Set: set, ID: "card-1"}
+	recs := []sink.Record{{Key: k, Bins: sample()}}
+	if err := s.Put(ctx(t), recs); err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	if recs[0].Gen == 0 {
+		t.Fatal("Put left Gen 0; want the new generation")
+	}
+	got := get1(t, s, k)
+	if got.Gen != recs[0].Gen {
+		t.Errorf("Get gen %d, Put reported %d", got.Gen, recs[0].Gen)
+	}
+	if !reflect.DeepEqual(got.Bins, sample()) {
+		t.Errorf("bins differ:\n got %#v\nwant %#v", got.Bins, sample())
+	}
+}
+
+func testGeneration(t *testing.T, s Store, set string) {
+	k := sink.Key{Set: set, ID: "e"}
+	r := sink.Record{Key: k, Bins: map[string]any{"n": int64(1)}}
+	for i := int64(2); i <= 4; i++ {
+		recs := []sink.Record{r}
+		if err := s.Put(ctx(t), recs); err != nil {
+			t.Fatalf("Put %d: %v", i, err)
+		}
+		if recs[0].Gen == r.Gen {
+			t.Fatalf("generation did not change on write (%d)", r.Gen)
+		}
+		r = recs[0]
+		r.Bins = map[string]any{"n": i}
+	}
+	if got := get1(t, s, k); got.Bins["n"] != int64(3) {
+		t.Errorf("after three writes n = %v, want 3", got.Bins["n"])
+	}
+}
+
+func testConflict(t *testing.T, s Store, set string) {
+	k := sink.Key{Set: set, ID: "x"}
+	first := []sink.Record{{Key: k, Bins: map[string]any{"v": "first"}}}
+	if err := s.Put(ctx(t), first); err != nil {
+		t.Fatal(err)
+	}
+	// A second create of the same key must fail: it expects no record.
+	err := s.Put(ctx(t), []sink.Record{{Key: k, Bins: map[string]any{"v": "second"}}})
+	assertConflict(t, err, k)
+	// A write that expects a stale generation must fail too.
+	stale := first[0]
+	stale.Gen++
+	stale.Bins = map[string]any{"v": "stale"}
+	assertConflict(t, s.Put(ctx(t), []sink.Record{stale}), k)
+	if got := get1(t, s, k); got.Bins["v"] != "first" {
+		t.Errorf("after rejected writes v = %v, want first", got.Bins["v"])
+	}
+}
+
+func assertConflict(t *testing.T, err error, k sink.Key) {
+	t.Helper()
+	var ce *sink.ConflictError
+	if !errors.As(err, &ce) || !errors.Is(err, sink.ErrConflict) {
+		t.Fatalf("want *sink.ConflictError wrapping ErrConflict, got %v", err)
+	}
+	if len(ce.Keys) != 1 || ce.Keys[0] != k {
+		t.Fatalf("conflict names %v, want [%s]", ce.Keys, k)
+	}
+}
+
+func testBatch(t *testing.T, s Store, set string) {
+	const n = 700
+	recs := make([]sink.Record, n)
+	keys := make([]sink.Key, n+1)
+	for i := range recs {
+		keys[i] = sink.Key{Set: set, ID: fmt.Sprint("k", i)}
+		recs[i] = sink.Record{Key: keys[i], Bins: map[string]any{"i": int64(i)}}
+	}
+	keys[n] = sink.Key{Set: set, ID: "absent"}
+	if err := s.Put(ctx(t), recs); err != nil {
+		t.Fatalf("Put %d records: %v", n, err)
+	}
+	got, err := s.Get(ctx(t), keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if got[i].Key != keys[i] || got[i].Bins["i"] != int64(i) || got[i].Gen != recs[i].Gen {
+			t.Fatalf("record %d: got %+v", i, got[i])
+		}
+	}
+	if got[n].Gen != 0 {
+		t.Errorf("absent key came back with gen %d", got[n].Gen)
+	}
+}
+
+func testTTL(t *testing.T, s Store, set string) {
+	k := sink.Key{Set: set, ID: "short"}
+	keep := sink.Key{Set: set, ID: "forever"}
+	err := s.Put(ctx(t), []sink.Record{
+		{Key: k, TTL: time.Second, Bins: map[string]any{"v": int64(1)}},
+		{Key: keep, Bins: map[string]any{"v": int64(2)}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if get1(t, s, k).Gen == 0 {
+		t.Fatal("record with a 1s TTL is gone at once")
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if r := get1(t, s, k); r.Gen != 0 {
+		t.Errorf("record with a 1s TTL still there after 2.5s: %+v", r)
+	}
+	if get1(t, s, keep).Gen == 0 {
+		t.Error("record without TTL expired")
+	}
+	// An expired record can be created again.
+	if err := s.Put(ctx(t), []sink.Record{{Key: k, Bins: map[string]any{"v": int64(3)}}}); err != nil {
+		t.Errorf("re-create after expiry: %v", err)
+	}
+}
+
+func testReplaceBins(t *testing.T, s Store, set string) {
+	// A write replaces the whole record: bins it does not name are gone.
+	k := sink.Key{Set: set, ID: "r"}
+	recs := []sink.Record{{Key: k, Bins: map[string]any{"a": int64(1), "b": int64(2)}}}
+	if err := s.Put(ctx(t), recs); err != nil {
+		t.Fatal(err)
+	}
+	recs[0].Bins = map[string]any{"a": int64(5)}
+	if err := s.Put(ctx(t), recs); err != nil {
+		t.Fatal(err)
+	}
+	got := get1(t, s, k)
+	if !reflect.DeepEqual(got.Bins, map[string]any{"a": int64(5)}) {
+		t.Errorf("bins after replace: %v, want only a=5", got.Bins)
+	}
+}
