@@ -1,0 +1,394 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Connector is a loaded, validated connector file.
+type Connector struct {
+	// Name is the connector's name; it keys the checkpoint in the sink.
+	Name     string
+	Postgres Postgres
+	Sink     Sink
+	HTTP     HTTP
+	Runtime  Runtime
+	Features []Feature
+	// Warnings lists properties that were accepted but have no effect.
+	Warnings []string
+}
+
+// Postgres is the source part, under Debezium's property names.
+type Postgres struct {
+	Host     string // database.hostname
+	Port     int    // database.port
+	User     string // database.user
+	Password Secret // database.password
+	DBName   string // database.dbname
+	SSLMode  string // database.sslmode
+	// TopicPrefix (topic.prefix) names this source; tilefeed writes no
+	// topics, but keeps it for logs and the status endpoint.
+	TopicPrefix           string
+	SlotName              string // slot.name
+	PublicationName       string // publication.name
+	PublicationAutocreate string // publication.autocreate.mode: all_tables, filtered, disabled
+	TableInclude          []*regexp.Regexp
+	TableExclude          []*regexp.Regexp
+	ColumnInclude         []*regexp.Regexp
+	ColumnExclude         []*regexp.Regexp
+	SnapshotMode          string // snapshot.mode
+	// HeartbeatInterval is how often progress on an idle stream is made
+	// durable and acknowledged (heartbeat.interval.ms; 0 in Debezium turns
+	// heartbeats off, here it means the default of 10s).
+	HeartbeatInterval time.Duration
+	// ReplicaIdentityAutoset maps a table to the REPLICA IDENTITY tilefeed
+	// sets on it at startup (replica.identity.autoset.values).
+	ReplicaIdentityAutoset map[string]string
+}
+
+// ConnString renders a libpq connection string. It contains the password:
+// never log it.
+func (p Postgres) ConnString() string {
+	kv := func(k, v string) string {
+		return k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+	}
+	parts := []string{kv("host", p.Host), kv("port", strconv.Itoa(p.Port)), kv("user", p.User),
+		kv("dbname", p.DBName), kv("sslmode", p.SSLMode)}
+	if p.Password != "" {
+		parts = append(parts, kv("password", string(p.Password)))
+	}
+	return strings.Join(parts, " ")
+}
+
+// Captures reports whether table (schema.name) passes the include and
+// exclude lists.
+func (p Postgres) Captures(table string) bool {
+	if len(p.TableInclude) > 0 && !anyMatch(p.TableInclude, table) {
+		return false
+	}
+	return !anyMatch(p.TableExclude, table)
+}
+
+// CapturesColumn reports whether column (schema.table.column) passes the
+// column lists.
+func (p Postgres) CapturesColumn(column string) bool {
+	if len(p.ColumnInclude) > 0 && !anyMatch(p.ColumnInclude, column) {
+		return false
+	}
+	return !anyMatch(p.ColumnExclude, column)
+}
+
+func anyMatch(res []*regexp.Regexp, s string) bool {
+	for _, re := range res {
+		if re.MatchString(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Sink chooses and configures the store.
+type Sink struct {
+	Kind         string // "embedded" or "aerospike"
+	EmbeddedPath string
+	Aerospike    Aerospike
+}
+
+// Aerospike configures the Aerospike store.
+type Aerospike struct {
+	Hosts     []string
+	Namespace string
+	User      string
+	Password  Secret
+	TLS       bool
+	TLSCAFile string
+	TLSName   string
+	Timeout   time.Duration
+}
+
+// HTTP configures the one HTTP listener.
+type HTTP struct {
+	Listen string
+}
+
+// Runtime tunes batching and memory.
+type Runtime struct {
+	BatchMax      int // most changes in one sink write
+	QueueMax      int // most changes read ahead of the sink
+	CacheEntities int // most entity records kept decoded in memory
+}
+
+// Secret is a string that prints as "******".
+type Secret string
+
+func (Secret) String() string { return "******" }
+
+// GoString keeps %#v from printing the secret too.
+func (Secret) GoString() string { return `"******"` }
+
+// Feature is one feature group: records keyed by Entity, filled from Table.
+type Feature struct {
+	// Name names the group and the Aerospike set its records live in.
+	Name string `json:"name"`
+	// Table is the source table, schema-qualified ("public." when omitted).
+	Table string `json:"table"`
+	// Entity lists the columns whose values key a record.
+	Entity []string `json:"entity"`
+	// Time is the event-time column; the commit time when empty.
+	Time string `json:"time,omitempty"`
+	// Where is a filter on the row image, in expr syntax
+	// (https://expr-lang.org): status != 'declined' && amount > 0.
+	Where string `json:"where,omitempty"`
+	// Aggregations are time-window aggregates kept as tiles.
+	Aggregations []Aggregation `json:"aggregations,omitempty"`
+	// Project lists columns copied into the entity's record as bins.
+	Project []string `json:"project,omitempty"`
+	// TTL overrides how long an idle entity's record lives ("0" = forever).
+	TTL string `json:"ttl,omitempty"`
+}
+
+// Aggregation is one windowed aggregate.
+type Aggregation struct {
+	Name     string `json:"name"`
+	Function string `json:"function"`
+	Column   string `json:"column,omitempty"`
+	// Window is the sliding window ("10m", "24h", "30d"); empty means the
+	// entity's whole lifetime.
+	Window string `json:"window,omitempty"`
+	// Tile overrides the automatic tile size; it must divide Window.
+	Tile string `json:"tile,omitempty"`
+}
+
+// Functions lists the aggregate functions and whether each needs a column.
+var Functions = map[string]bool{
+	"count": false, "sum": true, "avg": true, "min": true, "max": true,
+	"first": true, "last": true, "distinct": true, "days_since_last": true,
+}
+
+// Load reads and validates the connector file at path.
+func Load(path string) (*Connector, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read connector file: %w", err)
+	}
+	c, err := Parse(b, os.Getenv)
+	if err != nil {
+		return nil, fmt.Errorf("connector file %s:\n%w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes and validates a connector file. getenv resolves ${env:…}.
+// The error joins every problem found, one per line.
+func Parse(data []byte, getenv func(string) string) (*Connector, error) {
+	var top map[string]json.RawMessage
+	if err := json.Unmarshal(data, &top); err != nil {
+		return nil, fmt.Errorf("not a JSON object: %w", err)
+	}
+	v := &validator{}
+	c := &Connector{}
+	props := map[string]json.RawMessage{}
+	prefix := ""
+	if raw, ok := top["config"]; ok {
+		prefix = "config."
+		if err := json.Unmarshal(raw, &props); err != nil {
+			v.addf("config", "must be an object of properties: %v", err)
+		}
+		for k := range top {
+			if k != "name" && k != "config" && k != "features" {
+				v.addf(k, "unknown top-level field (want name, config, features)")
+			}
+		}
+	} else {
+		for k, raw := range top {
+			if k != "features" {
+				props[k] = raw
+			}
+		}
+	}
+	if raw, ok := top["name"]; ok {
+		if err := json.Unmarshal(raw, &c.Name); err != nil {
+			v.addf("name", "must be a string")
+		}
+	}
+	strs := map[string]string{}
+	for k, raw := range props {
+		s, err := propString(raw)
+		if err != nil {
+			v.addf(prefix+k, "%v", err)
+			continue
+		}
+		s, err = resolve(s, getenv)
+		if err != nil {
+			v.addf(prefix+k, "%v", err)
+			continue
+		}
+		strs[k] = s
+	}
+	if c.Name == "" {
+		c.Name = strs["name"]
+	}
+	if c.Name == "" {
+		v.addf("name", "is required: it keys the connector's checkpoint in the sink")
+	} else if !nameRE.MatchString(c.Name) {
+		v.addf("name", "%q: use letters, digits, '.', '_' and '-' only", c.Name)
+	}
+	applyProperties(c, strs, prefix, v)
+	if raw, ok := top["features"]; ok {
+		c.Features = decodeFeatures(raw, v)
+	} else {
+		v.addf("features", "is required: a connector without features writes nothing")
+	}
+	validateFeatures(c, v)
+	if err := v.err(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+
+// propString accepts the JSON types Kafka Connect accepts for a property.
+func propString(raw json.RawMessage) (string, error) {
+	var x any
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	if err := d.Decode(&x); err != nil {
+		return "", err
+	}
+	switch t := x.(type) {
+	case string:
+		return t, nil
+	case json.Number:
+		return t.String(), nil
+	case bool:
+		return strconv.FormatBool(t), nil
+	case nil:
+		return "", nil
+	case []any:
+		parts := make([]string, len(t))
+		for i, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return "", errors.New("a list property must hold strings")
+			}
+			parts[i] = s
+		}
+		return strings.Join(parts, ","), nil
+	}
+	return "", fmt.Errorf("must be a string, number or boolean, not %T", x)
+}
+
+var refRE = regexp.MustCompile(`\$\{(env|file):([^}]*)\}`)
+
+// resolve substitutes ${env:NAME} and ${file:PATH} (or ${file:PATH:KEY} for
+// a key of a properties file, as Kafka Connect's FileConfigProvider).
+func resolve(s string, getenv func(string) string) (string, error) {
+	var firstErr error
+	out := refRE.ReplaceAllStringFunc(s, func(m string) string {
+		g := refRE.FindStringSubmatch(m)
+		switch g[1] {
+		case "env":
+			val := getenv(g[2])
+			if val == "" && firstErr == nil {
+				firstErr = fmt.Errorf("${env:%s}: environment variable is not set", g[2])
+			}
+			return val
+		default:
+			val, err := readFileRef(g[2])
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			return val
+		}
+	})
+	return out, firstErr
+}
+
+func readFileRef(ref string) (string, error) {
+	if b, err := os.ReadFile(ref); err == nil {
+		return strings.TrimRight(string(b), "\r\n"), nil
+	}
+	i := strings.LastIndex(ref, ":")
+	if i < 0 {
+		return "", fmt.Errorf("${file:%s}: cannot read the file", ref)
+	}
+	path, key := ref[:i], ref[i+1:]
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("${file:%s}: cannot read %s", ref, path)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		k, val, ok := strings.Cut(line, "=")
+		if !ok {
+			k, val, ok = strings.Cut(line, ":")
+		}
+		if ok && strings.TrimSpace(k) == key {
+			return strings.TrimSpace(val), nil
+		}
+	}
+	return "", fmt.Errorf("${file:%s}: no key %q in %s", ref, key, path)
+}
+
+// validator collects problems, each under its property path.
+type validator struct{ problems []string }
+
+func (v *validator) addf(path, format string, args ...any) {
+	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
+}
+
+func (v *validator) err() error {
+	if len(v.problems) == 0 {
+		return nil
+	}
+	errs := make([]error, len(v.problems))
+	for i, p := range v.problems {
+		errs[i] = errors.New(p)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseDuration reads a window or TTL: a Go duration ("90s", "1h30m") or a
+// whole number of days or weeks ("30d", "2w").
+func ParseDuration(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, errors.New("empty duration")
+	}
+	if n := len(s); s[n-1] == 'd' || s[n-1] == 'w' {
+		k, err := strconv.Atoi(s[:n-1])
+		if err == nil && k >= 0 {
+			unit := 24 * time.Hour
+			if s[n-1] == 'w' {
+				unit *= 7
+			}
+			return time.Duration(k) * unit, nil
+		}
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%q is not a duration", s)
+	}
+	return d, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,233 @@
+package config
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/expr-lang/expr/parser"
+)
+
+// MaxBinName is Aerospike's limit on a bin name's length.
+const MaxBinName = 15
+
+var (
+	groupNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
+	featureKeys = map[string]bool{"name": true, "table": true, "entity": true, "time": true,
+		"where": true, "aggregations": true, "project": true, "ttl": true}
+	aggregationKeys = map[string]bool{"name": true, "function": true, "column": true, "window": true, "tile": true}
+)
+
+func decodeFeatures(raw json.RawMessage, v *validator) []Feature {
+	var items []json.RawMessage
+	if err := json.Unmarshal(raw, &items); err != nil {
+		v.addf("features", "must be an array of feature groups")
+		return nil
+	}
+	out := make([]Feature, 0, len(items))
+	for i, item := range items {
+		path := fmt.Sprintf("features[%d]", i)
+		unknownKeys(item, featureKeys, path, v)
+		var f Feature
+		d := json.NewDecoder(bytes.NewReader(item))
+		if err := d.Decode(&f); err != nil {
+			v.addf(path, "%v", err)
+			continue
+		}
+		var aggs struct {
+			Aggregations []json.RawMessage `json:"aggregations"`
+		}
+		if json.Unmarshal(item, &aggs) == nil {
+			for j, a := range aggs.Aggregations {
+				unknownKeys(a, aggregationKeys, fmt.Sprintf("%s.aggregations[%d]", path, j), v)
+			}
+		}
+		out = append(out, f)
+	}
+	return out
+}
+
+func unknownKeys(raw json.RawMessage, allowed map[string]bool, path string, v *validator) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(raw, &m) != nil {
+		return
+	}
+	for _, k := range sortedKeys(m) {
+		if !allowed[k] {
+			v.addf(path+"."+k, "unknown field")
+		}
+	}
+}
+
+func validateFeatures(c *Connector, v *validator) {
+	groups := map[string]bool{}
+	for i := range c.Features {
+		f := &c.Features[i]
+		path := fmt.Sprintf("features[%d]", i)
+		switch {
+		case f.Name == "":
+			v.addf(path+".name", "is required")
+		case !groupNameRE.MatchString(f.Name):
+			v.addf(path+".name", "%q: start with a letter; letters, digits and '_' only; at most 63 characters (it names an Aerospike set)", f.Name)
+		case groups[f.Name]:
+			v.addf(path+".name", "%q is used by another feature group", f.Name)
+		}
+		groups[f.Name] = true
+		if f.Table == "" {
+			v.addf(path+".table", "is required")
+		} else {
+			f.Table = qualify(f.Table)
+			if !c.Postgres.Captures(f.Table) {
+				v.addf(path+".table", "%q is excluded by table.include.list/table.exclude.list", f.Table)
+			}
+		}
+		if len(f.Entity) == 0 {
+			v.addf(path+".entity", "is required: list the columns that key an entity")
+		}
+		checkColumns(c, f, path+".entity", f.Entity, v)
+		if f.Time != "" {
+			checkColumns(c, f, path+".time", []string{f.Time}, v)
+		}
+		if f.Where != "" {
+			if _, err := parser.Parse(f.Where); err != nil {
+				v.addf(path+".where", "%q does not parse: %v", f.Where, firstLine(err.Error()))
+			}
+		}
+		if len(f.Aggregations) == 0 && len(f.Project) == 0 {
+			v.addf(path, "has neither aggregations nor project: it would write nothing")
+		}
+		if f.TTL != "" {
+			if _, err := ParseDuration(f.TTL); err != nil && f.TTL != "0" {
+				v.addf(path+".ttl", "%v", err)
+			}
+		}
+		names := map[string]string{}
+		for j, col := range f.Project {
+			p := fmt.Sprintf("%s.project[%d]", path, j)
+			switch {
+			case len(col) > MaxBinName:
+				v.addf(p, "%q is longer than %d characters, Aerospike's limit for a bin name", col, MaxBinName)
+			case col == "" || col[0] == '_':
+				v.addf(p, "%q: projected columns become bins; names starting with '_' are tilefeed's own", col)
+			case names[col] != "":
+				v.addf(p, "%q is already %s", col, names[col])
+			}
+			names[col] = "a projected column"
+		}
+		checkColumns(c, f, path+".project", f.Project, v)
+		for j := range f.Aggregations {
+			validateAggregation(c, f, &f.Aggregations[j], fmt.Sprintf("%s.aggregations[%d]", path, j), names, v)
+		}
+	}
+}
+
+func validateAggregation(c *Connector, f *Feature, a *Aggregation, path string, names map[string]string, v *validator) {
+	switch {
+	case a.Name == "":
+		v.addf(path+".name", "is required")
+	case names[a.Name] != "":
+		v.addf(path+".name", "%q is already %s in this group", a.Name, names[a.Name])
+	}
+	names[a.Name] = "a feature name"
+	needsColumn, known := Functions[a.Function]
+	switch {
+	case !known:
+		v.addf(path+".function", "%q is not a function (count, sum, avg, min, max, first, last, distinct, days_since_last)", a.Function)
+	case needsColumn && a.Column == "":
+		v.addf(path+".column", "is required for %s", a.Function)
+	}
+	if a.Column != "" {
+		checkColumns(c, f, path+".column", []string{a.Column}, v)
+	}
+	if _, err := TileOf(*a); err != nil {
+		field := ".window"
+		if a.Tile != "" {
+			if _, werr := ParseDuration(a.Window); werr == nil || a.Window == "" {
+				field = ".tile"
+			}
+		}
+		v.addf(path+field, "%v", err)
+	}
+}
+
+func checkColumns(c *Connector, f *Feature, path string, cols []string, v *validator) {
+	seen := map[string]bool{}
+	for _, col := range cols {
+		switch {
+		case col == "":
+			v.addf(path, "empty column name")
+		case seen[col]:
+			v.addf(path, "%q is listed twice", col)
+		case f.Table != "" && !c.Postgres.CapturesColumn(f.Table+"."+col):
+			v.addf(path, "%q is dropped by column.include.list/column.exclude.list", col)
+		}
+		seen[col] = true
+	}
+}
+
+func firstLine(s string) string {
+	if i := bytes.IndexByte([]byte(s), '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// tileLadder holds the round tile sizes tilefeed picks from.
+var tileLadder = []time.Duration{
+	time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second, 30 * time.Second,
+	time.Minute, 2 * time.Minute, 5 * time.Minute, 10 * time.Minute, 15 * time.Minute, 30 * time.Minute,
+	time.Hour, 2 * time.Hour, 3 * time.Hour, 4 * time.Hour, 6 * time.Hour, 8 * time.Hour, 12 * time.Hour,
+	24 * time.Hour,
+}
+
+// MinTilesPerWindow is how many tiles an automatic tile size cuts a window
+// into at least, so a read is off by less than 1/60 of the window.
+const MinTilesPerWindow = 60
+
+// TileOf returns an aggregation's window and tile size (0, 0 for a
+// lifetime aggregate): the tile set in the file, or the largest round size
+// that divides the window into at least MinTilesPerWindow tiles.
+func TileOf(a Aggregation) (time.Duration, error) {
+	if a.Window == "" {
+		if a.Tile != "" {
+			return 0, fmt.Errorf("a tile needs a window")
+		}
+		return 0, nil
+	}
+	w, err := ParseDuration(a.Window)
+	if err != nil {
+		return 0, err
+	}
+	if w < time.Second || w%time.Second != 0 {
+		return 0, fmt.Errorf("%q: a window is a whole number of seconds, at least 1s", a.Window)
+	}
+	if a.Tile != "" {
+		t, err := ParseDuration(a.Tile)
+		if err != nil {
+			return 0, err
+		}
+		if t < time.Second || t%time.Second != 0 || w%t != 0 {
+			return 0, fmt.Errorf("tile %q must be whole seconds and divide the window %q", a.Tile, a.Window)
+		}
+		return t, nil
+	}
+	best := time.Second
+	for _, t := range tileLadder {
+		if w%t == 0 && w/t >= MinTilesPerWindow {
+			best = t
+		}
+	}
+	return best, nil
+}
+
+// WindowOf returns an aggregation's window (0: lifetime). The file must
+// have been validated.
+func WindowOf(a Aggregation) time.Duration {
+	if a.Window == "" {
+		return 0
+	}
+	w, _ := ParseDuration(a.Window)
+	return w
+}

@@ -1,0 +1,316 @@
+package config
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Property documents one property tilefeed reads.
+type Property struct {
+	Name    string
+	Default string
+	Doc     string
+	// Debezium is true for the Debezium PostgreSQL connector's own
+	// properties, which keep Debezium's meaning.
+	Debezium bool
+	set      func(c *Connector, val string) error
+}
+
+// Properties lists every property tilefeed reads, in reference order.
+// docs/config.md is generated from it (tilefeed config-reference).
+var Properties = []Property{
+	{Name: "connector.class", Debezium: true, Doc: "Accepted for Kafka Connect compatibility: `io.debezium.connector.postgresql.PostgresConnector` (or absent).",
+		set: func(c *Connector, v string) error {
+			if v != "" && v != "io.debezium.connector.postgresql.PostgresConnector" {
+				return fmt.Errorf("%q: tilefeed reads PostgreSQL only (io.debezium.connector.postgresql.PostgresConnector)", v)
+			}
+			return nil
+		}},
+	{Name: "plugin.name", Default: DefaultPluginName, Debezium: true, Doc: "Logical decoding plugin. Only `pgoutput` is supported; Debezium's default `decoderbufs` is rejected, so set it.",
+		set: func(c *Connector, v string) error {
+			if v != "pgoutput" {
+				if v == DefaultPluginName {
+					return fmt.Errorf("%q (Debezium's default when absent) is not supported: set plugin.name to pgoutput", v)
+				}
+				return fmt.Errorf("%q is not supported: only pgoutput", v)
+			}
+			return nil
+		}},
+	{Name: "database.hostname", Debezium: true, Doc: "PostgreSQL host. Required.",
+		set: func(c *Connector, v string) error { c.Postgres.Host = v; return required(v) }},
+	{Name: "database.port", Default: strconv.Itoa(DefaultPort), Debezium: true, Doc: "PostgreSQL port.",
+		set: func(c *Connector, v string) error { return setInt(&c.Postgres.Port, v, 1, 65535) }},
+	{Name: "database.user", Debezium: true, Doc: "User with the REPLICATION attribute (and CREATE on the database when tilefeed creates the publication). Required.",
+		set: func(c *Connector, v string) error { c.Postgres.User = v; return required(v) }},
+	{Name: "database.password", Debezium: true, Doc: "Password; use `${env:NAME}` or `${file:/path}`. Never logged.",
+		set: func(c *Connector, v string) error { c.Postgres.Password = Secret(v); return nil }},
+	{Name: "database.dbname", Debezium: true, Doc: "Database to stream from. Required.",
+		set: func(c *Connector, v string) error { c.Postgres.DBName = v; return required(v) }},
+	{Name: "database.sslmode", Default: DefaultSSLMode, Debezium: true, Doc: "libpq sslmode: disable, allow, prefer, require, verify-ca, verify-full.",
+		set: func(c *Connector, v string) error {
+			c.Postgres.SSLMode = v
+			return oneOf(v, "disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+		}},
+	{Name: "topic.prefix", Debezium: true, Doc: "Logical name of the source (Debezium's topic prefix). Defaults to the connector name; used in logs and status only.",
+		set: func(c *Connector, v string) error { c.Postgres.TopicPrefix = v; return nil }},
+	{Name: "slot.name", Default: DefaultSlotName, Debezium: true, Doc: "Replication slot; created (pgoutput) when missing.",
+		set: func(c *Connector, v string) error {
+			c.Postgres.SlotName = v
+			if !regexp.MustCompile(`^[a-z0-9_]{1,63}$`).MatchString(v) {
+				return fmt.Errorf("%q: slot names are 1-63 lower-case letters, digits and underscores", v)
+			}
+			return nil
+		}},
+	{Name: "publication.name", Default: DefaultPublicationName, Debezium: true, Doc: "Publication streamed through pgoutput.",
+		set: func(c *Connector, v string) error { c.Postgres.PublicationName = v; return required(v) }},
+	{Name: "publication.autocreate.mode", Default: DefaultPublicationAutocreate, Debezium: true, Doc: "`all_tables`: create the publication FOR ALL TABLES when missing; `filtered`: create it for the feature tables that pass the table lists; `disabled`: it must exist.",
+		set: func(c *Connector, v string) error {
+			c.Postgres.PublicationAutocreate = v
+			return oneOf(v, "all_tables", "filtered", "disabled")
+		}},
+	{Name: "table.include.list", Debezium: true, Doc: "Comma-separated anchored regexes of `schema.table` to capture; when set, other tables are ignored.",
+		set: func(c *Connector, v string) (err error) { c.Postgres.TableInclude, err = regexList(v); return }},
+	{Name: "table.exclude.list", Debezium: true, Doc: "Comma-separated anchored regexes of `schema.table` never to capture.",
+		set: func(c *Connector, v string) (err error) { c.Postgres.TableExclude, err = regexList(v); return }},
+	{Name: "column.include.list", Debezium: true, Doc: "Comma-separated anchored regexes of `schema.table.column`; other columns are dropped from row images.",
+		set: func(c *Connector, v string) (err error) { c.Postgres.ColumnInclude, err = regexList(v); return }},
+	{Name: "column.exclude.list", Debezium: true, Doc: "Comma-separated anchored regexes of `schema.table.column` dropped from row images.",
+		set: func(c *Connector, v string) (err error) { c.Postgres.ColumnExclude, err = regexList(v); return }},
+	{Name: "snapshot.mode", Default: DefaultSnapshotMode, Debezium: true, Doc: "`no_data` (alias `never`): stream changes from the slot's position, no initial snapshot. Snapshot modes (`initial`, Debezium's default, and the others) are not supported yet and are rejected, so set `no_data`.",
+		set: func(c *Connector, v string) error {
+			switch v {
+			case "no_data", "never":
+				c.Postgres.SnapshotMode = "no_data"
+				return nil
+			case "initial", "initial_only", "always", "when_needed", "configuration_based", "custom":
+				return fmt.Errorf("%q is not supported yet (initial snapshots are coming): set snapshot.mode to no_data", v)
+			}
+			return fmt.Errorf("%q is not a snapshot mode", v)
+		}},
+	{Name: "heartbeat.interval.ms", Default: "0", Debezium: true, Doc: "How often progress on an idle stream is made durable and acknowledged to the slot, so WAL does not pile up. 0 means every 10 s.",
+		set: func(c *Connector, v string) error {
+			var ms int
+			if err := setInt(&ms, v, 0, 1<<31-1); err != nil {
+				return err
+			}
+			c.Postgres.HeartbeatInterval = time.Duration(ms) * time.Millisecond
+			if ms == 0 {
+				c.Postgres.HeartbeatInterval = DefaultIdleCheckpoint
+			}
+			return nil
+		}},
+	{Name: "replica.identity.autoset.values", Debezium: true, Doc: "`schema.table:FULL,…`: REPLICA IDENTITY tilefeed sets at startup (FULL, DEFAULT or INDEX name). Aggregated tables need FULL.",
+		set: func(c *Connector, v string) error {
+			c.Postgres.ReplicaIdentityAutoset = map[string]string{}
+			for _, item := range splitList(v) {
+				t, ident, ok := strings.Cut(item, ":")
+				if !ok || t == "" || ident == "" {
+					return fmt.Errorf("%q: want schema.table:IDENTITY", item)
+				}
+				c.Postgres.ReplicaIdentityAutoset[qualify(t)] = strings.ToUpper(ident)
+			}
+			return nil
+		}},
+
+	{Name: "tilefeed.sink", Doc: "`embedded` or `aerospike`. Default: `aerospike` when `aerospike.hosts` is set, else `embedded`.",
+		set: func(c *Connector, v string) error { c.Sink.Kind = v; return oneOf(v, "", "embedded", "aerospike") }},
+	{Name: "embedded.path", Doc: "File of the embedded store. Default: `data/<name>.db`.",
+		set: func(c *Connector, v string) error { c.Sink.EmbeddedPath = v; return nil }},
+	{Name: "aerospike.hosts", Doc: "Comma-separated `host:port` seeds (port 3000 when omitted).",
+		set: func(c *Connector, v string) error {
+			c.Sink.Aerospike.Hosts = nil
+			for _, h := range splitList(v) {
+				if !strings.Contains(h, ":") {
+					h += ":3000"
+				}
+				c.Sink.Aerospike.Hosts = append(c.Sink.Aerospike.Hosts, h)
+			}
+			return nil
+		}},
+	{Name: "aerospike.namespace", Default: DefaultNamespace, Doc: "Namespace of the feature records and the checkpoint.",
+		set: func(c *Connector, v string) error { c.Sink.Aerospike.Namespace = v; return required(v) }},
+	{Name: "aerospike.user", Doc: "User (security-enabled servers).",
+		set: func(c *Connector, v string) error { c.Sink.Aerospike.User = v; return nil }},
+	{Name: "aerospike.password", Doc: "Password; use `${env:NAME}` or `${file:/path}`. Never logged.",
+		set: func(c *Connector, v string) error { c.Sink.Aerospike.Password = Secret(v); return nil }},
+	{Name: "aerospike.tls.enabled", Default: "false", Doc: "Connect with TLS.",
+		set: func(c *Connector, v string) error { return setBool(&c.Sink.Aerospike.TLS, v) }},
+	{Name: "aerospike.tls.ca.file", Doc: "PEM file of the CA that signed the server certificates (system roots when empty).",
+		set: func(c *Connector, v string) error { c.Sink.Aerospike.TLSCAFile = v; return nil }},
+	{Name: "aerospike.tls.name", Doc: "TLS name of the servers (certificate name) when it differs from the host.",
+		set: func(c *Connector, v string) error { c.Sink.Aerospike.TLSName = v; return nil }},
+	{Name: "aerospike.timeout.ms", Default: strconv.Itoa(int(DefaultAerospikeTimeout / time.Millisecond)), Doc: "Total timeout of one Aerospike call.",
+		set: func(c *Connector, v string) error {
+			var ms int
+			err := setInt(&ms, v, 1, 600000)
+			c.Sink.Aerospike.Timeout = time.Duration(ms) * time.Millisecond
+			return err
+		}},
+	{Name: "http.listen", Default: DefaultListen, Doc: "Address of the HTTP listener (health, metrics, status, features).",
+		set: func(c *Connector, v string) error { c.HTTP.Listen = v; return nil }},
+	{Name: "batch.max.changes", Default: strconv.Itoa(DefaultBatchMax), Doc: "Most changes applied in one sink write. Batches are cut early when the source has nothing more to give, so latency stays low at low rates.",
+		set: func(c *Connector, v string) error { return setInt(&c.Runtime.BatchMax, v, 1, 1000000) }},
+	{Name: "queue.max.changes", Default: strconv.Itoa(DefaultQueueMax), Doc: "Most changes read ahead of the sink; reading blocks beyond it (backpressure).",
+		set: func(c *Connector, v string) error { return setInt(&c.Runtime.QueueMax, v, 1, 10000000) }},
+	{Name: "cache.max.entities", Default: strconv.Itoa(DefaultCacheEntities), Doc: "Most entity records kept decoded in memory; others are read from the sink when touched.",
+		set: func(c *Connector, v string) error { return setInt(&c.Runtime.CacheEntities, v, 1, 100000000) }},
+}
+
+// debeziumIgnored lists Debezium PostgreSQL connector properties tilefeed
+// accepts and ignores: they shape Kafka topics or envelopes tilefeed does
+// not produce. They are reported as warnings, not errors.
+var debeziumIgnored = map[string]bool{
+	"tasks.max": true, "key.converter": true, "value.converter": true,
+	"key.converter.schemas.enable": true, "value.converter.schemas.enable": true,
+	"transforms": true, "tombstones.on.delete": true, "decimal.handling.mode": true,
+	"time.precision.mode": true, "binary.handling.mode": true, "hstore.handling.mode": true,
+	"interval.handling.mode": true, "include.unknown.datatypes": true, "database.server.name": true,
+	"schema.include.list": true, "schema.exclude.list": true, "message.key.columns": true,
+	"slot.drop.on.stop": true, "slot.stream.params": true, "slot.max.retries": true,
+	"slot.retry.delay.ms": true, "status.update.interval.ms": true, "max.batch.size": true,
+	"max.queue.size": true, "max.queue.size.in.bytes": true, "poll.interval.ms": true,
+	"provide.transaction.metadata": true, "heartbeat.action.query": true, "snapshot.fetch.size": true,
+	"snapshot.lock.timeout.ms": true, "snapshot.select.statement.overrides": true,
+	"event.processing.failure.handling.mode": true, "schema.name.adjustment.mode": true,
+	"field.name.adjustment.mode": true, "money.fraction.digits": true, "errors.max.retries": true,
+	"database.initial.statements": true, "database.tcpKeepAlive": true, "skipped.operations": true,
+	"signal.data.collection": true, "unavailable.value.placeholder": true, "flush.lsn.source": true,
+	"topic.heartbeat.prefix": true, "topic.transaction": true, "topic.naming.strategy": true,
+	"column.propagate.source.type": true, "datatype.propagate.source.type": true,
+	"include.schema.comments": true, "lsn.flush.timeout.ms": true, "errors.tolerance": true,
+	"errors.log.enable": true, "errors.log.include.messages": true,
+}
+
+func applyProperties(c *Connector, strs map[string]string, prefix string, v *validator) {
+	known := map[string]bool{"name": true}
+	for _, p := range Properties {
+		known[p.Name] = true
+		val, ok := strs[p.Name]
+		if !ok {
+			val = p.Default
+		}
+		if err := p.set(c, val); err != nil {
+			if !ok && val == "" {
+				v.addf(prefix+p.Name, "is required")
+			} else {
+				v.addf(prefix+p.Name, "%v", err)
+			}
+		}
+	}
+	for _, k := range sortedKeys(strs) {
+		switch {
+		case known[k]:
+		case debeziumIgnored[k] || strings.HasPrefix(k, "transforms.") || strings.HasPrefix(k, "database.") || strings.HasPrefix(k, "snapshot."):
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: Debezium property has no effect in tilefeed", prefix, k))
+		default:
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: unknown property, ignored", prefix, k))
+		}
+	}
+	if c.Postgres.TopicPrefix == "" {
+		c.Postgres.TopicPrefix = c.Name
+	}
+	if c.Sink.Kind == "" {
+		c.Sink.Kind = "embedded"
+		if len(c.Sink.Aerospike.Hosts) > 0 {
+			c.Sink.Kind = "aerospike"
+		}
+	}
+	if c.Sink.Kind == "aerospike" && len(c.Sink.Aerospike.Hosts) == 0 {
+		v.addf(prefix+"aerospike.hosts", "is required when tilefeed.sink is aerospike")
+	}
+	if c.Sink.EmbeddedPath == "" && c.Name != "" {
+		c.Sink.EmbeddedPath = DefaultEmbeddedDir + "/" + c.Name + ".db"
+	}
+}
+
+func required(v string) error {
+	if v == "" {
+		return fmt.Errorf("is required")
+	}
+	return nil
+}
+
+func oneOf(v string, allowed ...string) error {
+	for _, a := range allowed {
+		if v == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", "))
+}
+
+func setInt(dst *int, v string, lo, hi int) error {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("%q is not a whole number", v)
+	}
+	if n < lo || n > hi {
+		return fmt.Errorf("%d is out of range [%d, %d]", n, lo, hi)
+	}
+	*dst = n
+	return nil
+}
+
+func setBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", v)
+	}
+	*dst = b
+	return nil
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// regexList compiles Debezium's comma-separated list of regexes, each
+// anchored to match the whole identifier.
+func regexList(v string) ([]*regexp.Regexp, error) {
+	var out []*regexp.Regexp
+	for _, s := range splitList(v) {
+		re, err := regexp.Compile("^(?:" + s + ")$")
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a regular expression: %v", s, err)
+		}
+		out = append(out, re)
+	}
+	return out, nil
+}
+
+// qualify adds the default schema to an unqualified table name.
+func qualify(t string) string {
+	if strings.Contains(t, ".") {
+		return t
+	}
+	return "public." + t
+}
+
+// Reference renders the property table as Markdown (docs/config.md).
+func Reference() string {
+	var b strings.Builder
+	b.WriteString("| property | default | description |\n|---|---|---|\n")
+	for _, p := range Properties {
+		def := p.Default
+		if def == "" {
+			def = "—"
+		} else {
+			def = "`" + def + "`"
+		}
+		name := "`" + p.Name + "`"
+		if p.Debezium {
+			name += " (Debezium)"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, def, p.Doc)
+	}
+	return b.String()
+}

@@ -1,0 +1,429 @@
+package transform
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/cockroachdb/apd/v3"
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/sink"
+)
+
+// Engine holds the compiled feature groups of a connector.
+type Engine struct {
+	groups  []*Group
+	byName  map[string]*Group
+	byTable map[string][]*Group
+}
+
+// Group is one compiled feature group.
+type Group struct {
+	Name    string
+	Table   string
+	Entity  []string
+	TimeCol string
+	Where   string
+	Project []string
+	Aggs    []Aggregation
+	// TTL is how long an idle entity's record lives; 0 is forever.
+	TTL    time.Duration
+	filter *vm.Program
+	scales []*scale // by size
+}
+
+// Aggregation is one compiled aggregate.
+type Aggregation struct {
+	Name     string
+	Function string
+	Column   string
+	Window   time.Duration // 0: lifetime
+	Tile     time.Duration // 0: lifetime
+}
+
+// scale is what the tiles of one size must hold.
+type scale struct {
+	size    int64 // seconds; 0 for lifetime
+	horizon int64 // longest window served, seconds
+	counts  []string
+	sums    []string
+	vals    []string
+	timed   []string
+}
+
+// Compile builds the engine for validated feature groups.
+func Compile(features []config.Feature) (*Engine, error) {
+	e := &Engine{byName: map[string]*Group{}, byTable: map[string][]*Group{}}
+	for i, f := range features {
+		g := &Group{Name: f.Name, Table: f.Table, Entity: f.Entity, TimeCol: f.Time, Where: f.Where, Project: f.Project}
+		if f.Where != "" {
+			prog, err := expr.Compile(f.Where, expr.AllowUndefinedVariables())
+			if err != nil {
+				return nil, fmt.Errorf("features[%d].where: %w", i, err)
+			}
+			g.filter = prog
+		}
+		scales := map[int64]*scale{}
+		lifetime := len(f.Project) > 0
+		var longest time.Duration
+		for j, a := range f.Aggregations {
+			tile, err := config.TileOf(a)
+			if err != nil {
+				return nil, fmt.Errorf("features[%d].aggregations[%d]: %w", i, j, err)
+			}
+			ag := Aggregation{Name: a.Name, Function: a.Function, Column: a.Column, Window: config.WindowOf(a), Tile: tile}
+			g.Aggs = append(g.Aggs, ag)
+			size := int64(tile / time.Second)
+			sc := scales[size]
+			if sc == nil {
+				sc = &scale{size: size}
+				scales[size] = sc
+			}
+			if w := int64(ag.Window / time.Second); w > sc.horizon {
+				sc.horizon = w
+			}
+			if ag.Window == 0 {
+				lifetime = true
+			}
+			if ag.Window+ag.Tile > longest {
+				longest = ag.Window + ag.Tile
+			}
+			switch ag.Function {
+			case "count":
+				if ag.Column != "" {
+					sc.counts = appendOnce(sc.counts, ag.Column)
+				}
+			case "sum", "avg":
+				sc.sums = appendOnce(sc.sums, ag.Column)
+				sc.counts = appendOnce(sc.counts, ag.Column)
+			case "min", "max", "distinct", "days_since_last":
+				sc.vals = appendOnce(sc.vals, ag.Column)
+			case "first", "last":
+				sc.timed = appendOnce(sc.timed, ag.Column)
+			default:
+				return nil, fmt.Errorf("features[%d].aggregations[%d].function: %q is not a function", i, j, ag.Function)
+			}
+		}
+		for _, sc := range scales {
+			g.scales = append(g.scales, sc)
+		}
+		sort.Slice(g.scales, func(a, b int) bool { return g.scales[a].size < g.scales[b].size })
+		// An entity idle for longer than its longest window has nothing left
+		// to serve; a day of slack keeps records of late readers.
+		if !lifetime {
+			g.TTL = longest + 24*time.Hour
+		}
+		if f.TTL != "" {
+			if f.TTL == "0" {
+				g.TTL = 0
+			} else if d, err := config.ParseDuration(f.TTL); err == nil {
+				g.TTL = d
+			}
+		}
+		e.groups = append(e.groups, g)
+		e.byName[g.Name] = g
+		e.byTable[g.Table] = append(e.byTable[g.Table], g)
+	}
+	return e, nil
+}
+
+func appendOnce(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// Groups returns the groups in file order.
+func (e *Engine) Groups() []*Group { return e.groups }
+
+// Group returns the group called name, or nil.
+func (e *Engine) Group(name string) *Group { return e.byName[name] }
+
+// Tables returns the source tables the groups read, sorted.
+func (e *Engine) Tables() []string {
+	out := make([]string, 0, len(e.byTable))
+	for t := range e.byTable {
+		out = append(out, t)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Columns returns every column of the group's table that the group reads.
+func (g *Group) Columns() []string {
+	cols := append([]string{}, g.Entity...)
+	if g.TimeCol != "" {
+		cols = appendOnce(cols, g.TimeCol)
+	}
+	for _, c := range g.Project {
+		cols = appendOnce(cols, c)
+	}
+	for _, a := range g.Aggs {
+		if a.Column != "" {
+			cols = appendOnce(cols, a.Column)
+		}
+	}
+	return cols
+}
+
+// NeedsOldImage reports whether the group must see whole old rows on
+// UPDATE and DELETE (REPLICA IDENTITY FULL): aggregates retract the old
+// row's values, and a filter is evaluated on the old row.
+func (g *Group) NeedsOldImage() bool { return len(g.Aggs) > 0 || g.filter != nil }
+
+// Update is one change's effect on one entity record of one group: the
+// old image's contribution leaves, the new image's enters.
+type Update struct {
+	Group  *Group
+	Key    sink.Key
+	Entity []string
+	Pos    change.Position
+	Commit int64 // commit time, Unix microseconds
+	Old    change.Row
+	OldAt  int64 // event time of Old, Unix microseconds
+	New    change.Row
+	NewAt  int64
+}
+
+// DataError is a change a group cannot use: a NULL entity key or event
+// time, a value of the wrong type. It names everything needed to find it.
+type DataError struct {
+	Group  string
+	Table  string
+	Pos    change.Position
+	Column string
+	Value  any
+	Reason string
+}
+
+func (e *DataError) Error() string {
+	col := ""
+	if e.Column != "" {
+		col = fmt.Sprintf(" column %s", e.Column)
+		if e.Value != nil {
+			col += fmt.Sprintf(" value %v", e.Value)
+		}
+	}
+	return fmt.Sprintf("feature group %s: change %s on %s:%s %s", e.Group, e.Pos, e.Table, col, e.Reason)
+}
+
+// Plan appends to dst the updates that ev implies, reading no state.
+func (e *Engine) Plan(ev *change.Event, dst []Update) ([]Update, error) {
+	groups := e.byTable[ev.Table]
+	if len(groups) == 0 {
+		return dst, nil
+	}
+	if ev.Op == change.Truncate {
+		return dst, &DataError{Group: groups[0].Name, Table: ev.Table, Pos: ev.Pos,
+			Reason: "is a TRUNCATE: tilefeed cannot retract a truncate yet, so the group's features would be wrong; re-create the slot and the store to start over"}
+	}
+	commit := ev.CommitTime.UnixMicro()
+	for _, g := range groups {
+		var err error
+		if dst, err = g.plan(ev, commit, dst); err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
+}
+
+func (g *Group) plan(ev *change.Event, commit int64, dst []Update) ([]Update, error) {
+	var oldRow, newRow change.Row
+	switch ev.Op {
+	case change.Insert, change.Read:
+		newRow = ev.After
+	case change.Update:
+		oldRow, newRow = ev.Before, ev.After
+		if oldRow == nil && g.NeedsOldImage() {
+			return dst, g.dataErr(ev, "", nil, "has no old row image: set REPLICA IDENTITY FULL on the table")
+		}
+		newRow = fillUnchanged(newRow, oldRow)
+	case change.Delete:
+		oldRow = ev.Before
+		if oldRow == nil {
+			return dst, g.dataErr(ev, "", nil, "is a DELETE without the old row: set REPLICA IDENTITY FULL on the table")
+		}
+	default:
+		return dst, nil
+	}
+	oldIn, err := g.accepts(ev, oldRow)
+	if err != nil {
+		return dst, err
+	}
+	newIn, err := g.accepts(ev, newRow)
+	if err != nil {
+		return dst, err
+	}
+	var oldKey, newKey []string
+	if oldIn {
+		if oldKey, err = g.entity(ev, oldRow); err != nil {
+			return dst, err
+		}
+	}
+	if newIn {
+		if newKey, err = g.entity(ev, newRow); err != nil {
+			return dst, err
+		}
+	}
+	u := Update{Group: g, Pos: ev.Pos, Commit: commit}
+	if oldIn {
+		u.Old = oldRow
+		if u.OldAt, err = g.eventTime(ev, oldRow); err != nil {
+			return dst, err
+		}
+	}
+	if newIn {
+		u.New = newRow
+		if u.NewAt, err = g.eventTime(ev, newRow); err != nil {
+			return dst, err
+		}
+	}
+	switch {
+	case oldIn && newIn && equalKeys(oldKey, newKey):
+		u.Entity = newKey
+		u.Key = sink.Key{Set: g.Name, ID: EntityID(newKey)}
+		return append(dst, u), nil
+	case oldIn && newIn:
+		out, in := u, u
+		out.New, out.Entity = nil, oldKey
+		out.Key = sink.Key{Set: g.Name, ID: EntityID(oldKey)}
+		in.Old, in.Entity = nil, newKey
+		in.Key = sink.Key{Set: g.Name, ID: EntityID(newKey)}
+		return append(dst, out, in), nil
+	case oldIn:
+		u.Entity = oldKey
+		u.Key = sink.Key{Set: g.Name, ID: EntityID(oldKey)}
+		return append(dst, u), nil
+	case newIn:
+		u.Entity = newKey
+		u.Key = sink.Key{Set: g.Name, ID: EntityID(newKey)}
+		return append(dst, u), nil
+	}
+	return dst, nil
+}
+
+// fillUnchanged replaces unchanged-TOAST markers in the new image with the
+// old image's values when the old image has them.
+func fillUnchanged(newRow, oldRow change.Row) change.Row {
+	var out change.Row
+	for k, v := range newRow {
+		if v != change.Unchanged || oldRow == nil {
+			continue
+		}
+		if ov, ok := oldRow[k]; ok && ov != change.Unchanged {
+			if out == nil {
+				out = make(change.Row, len(newRow))
+				for k2, v2 := range newRow {
+					out[k2] = v2
+				}
+			}
+			out[k] = ov
+		}
+	}
+	if out == nil {
+		return newRow
+	}
+	return out
+}
+
+func equalKeys(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Group) dataErr(ev *change.Event, col string, v any, reason string) *DataError {
+	return &DataError{Group: g.Name, Table: ev.Table, Pos: ev.Pos, Column: col, Value: v, Reason: reason}
+}
+
+// accepts evaluates the filter on a row image; a nil image is never in.
+func (g *Group) accepts(ev *change.Event, row change.Row) (bool, error) {
+	if row == nil {
+		return false, nil
+	}
+	if g.filter == nil {
+		return true, nil
+	}
+	env := make(map[string]any, len(row))
+	for k, v := range row {
+		env[k] = filterValue(v)
+	}
+	out, err := expr.Run(g.filter, env)
+	if err != nil {
+		return false, g.dataErr(ev, "", nil, fmt.Sprintf("where %q failed: %v", g.Where, err))
+	}
+	b, ok := out.(bool)
+	if !ok {
+		return false, g.dataErr(ev, "", nil, fmt.Sprintf("where %q gave %T, not a boolean", g.Where, out))
+	}
+	return b, nil
+}
+
+// filterValue adapts a row value to what expr compares naturally.
+func filterValue(v any) any {
+	switch x := v.(type) {
+	case *apd.Decimal:
+		f, err := x.Float64()
+		if err != nil {
+			return nil
+		}
+		return f
+	case []byte:
+		return string(x)
+	case json.RawMessage:
+		var out any
+		if json.Unmarshal(x, &out) != nil {
+			return string(x)
+		}
+		return out
+	}
+	if v == change.Unchanged {
+		return nil
+	}
+	return v
+}
+
+func (g *Group) entity(ev *change.Event, row change.Row) ([]string, error) {
+	key := make([]string, len(g.Entity))
+	for i, col := range g.Entity {
+		v, ok := row[col]
+		if !ok {
+			return nil, g.dataErr(ev, col, nil, "entity column is missing from the row image")
+		}
+		t, err := entityText(v)
+		if err != nil {
+			return nil, g.dataErr(ev, col, nil, "entity key "+err.Error())
+		}
+		key[i] = t
+	}
+	return key, nil
+}
+
+func (g *Group) eventTime(ev *change.Event, row change.Row) (int64, error) {
+	if g.TimeCol == "" || len(g.Aggs) == 0 {
+		return ev.CommitTime.UnixMicro(), nil
+	}
+	v := row[g.TimeCol]
+	t, ok := v.(time.Time)
+	if !ok {
+		if v == nil {
+			return 0, g.dataErr(ev, g.TimeCol, nil, "event time is NULL")
+		}
+		return 0, g.dataErr(ev, g.TimeCol, v, fmt.Sprintf("event time is a %T, not a timestamp", v))
+	}
+	return t.UnixMicro(), nil
+}

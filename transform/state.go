@@ -1,0 +1,272 @@
+package transform
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/cockroachdb/apd/v3"
+
+	"github.com/tilefeed/tilefeed/change"
+)
+
+// State is one entity's record of one feature group, decoded.
+type State struct {
+	// Pos is the position of the last change applied to this record. A
+	// change at or before it is already in the state and must be skipped.
+	Pos change.Position
+	// Updated is the latest commit time applied (Unix microseconds): the
+	// freshness of the record, and the clock that trims old tiles.
+	Updated int64
+	// Key holds the entity's key values as text.
+	Key []string
+	// Scales maps a tile size in seconds (0: lifetime) to its tiles by
+	// start time in Unix seconds.
+	Scales map[int64]map[int64]*Tile
+	// Row holds the projected columns; nil when the entity has no row.
+	Row map[string]any
+}
+
+// Tile holds the partial aggregates of the rows whose event time falls in
+// [start, start+size).
+type Tile struct {
+	Rows   int64                       // rows (count)
+	Counts map[string]int64            // column → non-NULL values
+	Sums   map[string]*apd.Decimal     // column → exact sum
+	Values map[string]map[string]int64 // column → tagged value → multiplicity
+	Timed  map[string]map[string]int64 // column → timedKey → multiplicity
+}
+
+func (t *Tile) empty() bool {
+	return t.Rows == 0 && len(t.Counts) == 0 && len(t.Sums) == 0 && len(t.Values) == 0 && len(t.Timed) == 0
+}
+
+// IsEmpty reports whether the state holds no row and no tile.
+func (s *State) IsEmpty() bool { return s.Row == nil && len(s.Scales) == 0 }
+
+// Bin names. Tile bins are "_t<seconds>", "_tlife" for lifetime.
+const (
+	binLSN     = "_lsn"
+	binOrdinal = "_ord"
+	binUpdated = "_ts"
+	binKey     = "_key"
+	binTilePre = "_t"
+	binLife    = "_tlife"
+)
+
+func scaleBin(size int64) string {
+	if size == 0 {
+		return binLife
+	}
+	return binTilePre + strconv.FormatInt(size, 10)
+}
+
+// Tile entry names inside a tile map.
+const (
+	accRows  = "n"
+	accCount = "c:"
+	accSum   = "s:"
+	accVals  = "v:"
+	accTimed = "l:"
+)
+
+// Bins encodes the state as sink bins (docs/record-layout.md).
+func (s *State) Bins() map[string]any {
+	bins := make(map[string]any, 4+len(s.Scales)+len(s.Row))
+	for k, v := range s.Row {
+		bins[k] = v
+	}
+	bins[binLSN] = int64(s.Pos.LSN)
+	bins[binOrdinal] = int64(s.Pos.Ordinal)
+	bins[binUpdated] = s.Updated
+	key := make([]any, len(s.Key))
+	for i, k := range s.Key {
+		key[i] = k
+	}
+	bins[binKey] = key
+	for size, tiles := range s.Scales {
+		m := make(map[any]any, len(tiles))
+		for start, t := range tiles {
+			m[start] = t.encode()
+		}
+		bins[scaleBin(size)] = m
+	}
+	return bins
+}
+
+func (t *Tile) encode() map[any]any {
+	m := map[any]any{}
+	if t.Rows != 0 {
+		m[accRows] = t.Rows
+	}
+	for c, n := range t.Counts {
+		m[accCount+c] = n
+	}
+	for c, d := range t.Sums {
+		m[accSum+c] = d.Text('f')
+	}
+	for c, vals := range t.Values {
+		m[accVals+c] = encodeMultiset(vals)
+	}
+	for c, vals := range t.Timed {
+		m[accTimed+c] = encodeMultiset(vals)
+	}
+	return m
+}
+
+func encodeMultiset(vals map[string]int64) map[any]any {
+	m := make(map[any]any, len(vals))
+	for k, n := range vals {
+		m[k] = n
+	}
+	return m
+}
+
+// DecodeState decodes the bins of a stored record. projected lists the
+// group's projected columns (the only other bins a record may hold).
+func DecodeState(bins map[string]any) (*State, error) {
+	s := &State{}
+	if bins == nil {
+		return s, nil
+	}
+	for name, v := range bins {
+		var err error
+		switch {
+		case name == binLSN:
+			var n int64
+			n, err = asInt(v)
+			s.Pos.LSN = uint64(n)
+		case name == binOrdinal:
+			var n int64
+			n, err = asInt(v)
+			s.Pos.Ordinal = uint32(n)
+		case name == binUpdated:
+			s.Updated, err = asInt(v)
+		case name == binKey:
+			list, ok := v.([]any)
+			if !ok {
+				err = fmt.Errorf("not a list")
+			}
+			for _, e := range list {
+				str, _ := e.(string)
+				s.Key = append(s.Key, str)
+			}
+		case strings.HasPrefix(name, binTilePre):
+			var size int64
+			if name != binLife {
+				if size, err = strconv.ParseInt(name[len(binTilePre):], 10, 64); err != nil {
+					break
+				}
+			}
+			err = s.decodeScale(size, v)
+		case strings.HasPrefix(name, "_"):
+			// a bin of a newer layout; ignore
+		default:
+			if s.Row == nil {
+				s.Row = map[string]any{}
+			}
+			s.Row[name] = v
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bin %s: %w", name, err)
+		}
+	}
+	return s, nil
+}
+
+func (s *State) decodeScale(size int64, v any) error {
+	m, ok := v.(map[any]any)
+	if !ok {
+		return fmt.Errorf("not a map")
+	}
+	tiles := make(map[int64]*Tile, len(m))
+	for k, tv := range m {
+		start, ok := k.(int64)
+		tm, ok2 := tv.(map[any]any)
+		if !ok || !ok2 {
+			return fmt.Errorf("tile %v is malformed", k)
+		}
+		t := &Tile{}
+		for ak, av := range tm {
+			name, _ := ak.(string)
+			var err error
+			switch {
+			case name == accRows:
+				t.Rows, err = asInt(av)
+			case strings.HasPrefix(name, accCount):
+				var n int64
+				n, err = asInt(av)
+				setCount(&t.Counts, name[len(accCount):], n)
+			case strings.HasPrefix(name, accSum):
+				str, _ := av.(string)
+				var d *apd.Decimal
+				d, _, err = apd.NewFromString(str)
+				if err == nil {
+					if t.Sums == nil {
+						t.Sums = map[string]*apd.Decimal{}
+					}
+					t.Sums[name[len(accSum):]] = d
+				}
+			case strings.HasPrefix(name, accVals):
+				err = decodeMultiset(&t.Values, name[len(accVals):], av)
+			case strings.HasPrefix(name, accTimed):
+				err = decodeMultiset(&t.Timed, name[len(accTimed):], av)
+			}
+			if err != nil {
+				return fmt.Errorf("tile %d entry %s: %w", start, name, err)
+			}
+		}
+		tiles[start] = t
+	}
+	if s.Scales == nil {
+		s.Scales = map[int64]map[int64]*Tile{}
+	}
+	s.Scales[size] = tiles
+	return nil
+}
+
+func setCount(m *map[string]int64, k string, n int64) {
+	if *m == nil {
+		*m = map[string]int64{}
+	}
+	(*m)[k] = n
+}
+
+func decodeMultiset(dst *map[string]map[string]int64, col string, v any) error {
+	m, ok := v.(map[any]any)
+	if !ok {
+		return fmt.Errorf("not a map")
+	}
+	vals := make(map[string]int64, len(m))
+	for k, n := range m {
+		ks, ok := k.(string)
+		c, err := asInt(n)
+		if !ok || err != nil {
+			return fmt.Errorf("multiset entry %v is malformed", k)
+		}
+		vals[ks] = c
+	}
+	if *dst == nil {
+		*dst = map[string]map[string]int64{}
+	}
+	(*dst)[col] = vals
+	return nil
+}
+
+func asInt(v any) (int64, error) {
+	if n, ok := v.(int64); ok {
+		return n, nil
+	}
+	return 0, fmt.Errorf("%v is not an integer", v)
+}
+
+// sortedStarts returns tile starts in increasing order.
+func sortedStarts(tiles map[int64]*Tile) []int64 {
+	out := make([]int64, 0, len(tiles))
+	for s := range tiles {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
