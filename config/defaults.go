@@ -5,21 +5,21 @@ import "time"
 // Defaults, in one place. Debezium's own defaults are kept where tilefeed
 // honours the property.
 const (
-	DefaultPort                = 5432
-	DefaultSSLMode             = "prefer"
-	DefaultSlotName            = "debezium"
-	DefaultPublicationName     = "dbz_publication"
+	DefaultPort                  = 5432
+	DefaultSSLMode               = "prefer"
+	DefaultSlotName              = "debezium"
+	DefaultPublicationName       = "dbz_publication"
 	DefaultPublicationAutocreate = "all_tables"
-	DefaultPluginName          = "decoderbufs" // Debezium's default; tilefeed needs pgoutput
-	DefaultSnapshotMode        = "initial"     // Debezium's default; not supported yet
+	DefaultPluginName            = "decoderbufs" // Debezium's default; tilefeed needs pgoutput
+	DefaultSnapshotMode          = "initial"     // Debezium's default; not supported yet
 
-	DefaultNamespace     = "test"
-	DefaultEmbeddedDir   = "data"
-	DefaultListen        = ":8083"
-	DefaultBatchMax      = 5000
-	DefaultQueueMax      = 20000
-	DefaultCacheEntities = 200000
-	DefaultStatusInterval = 10 * time.Second
-	DefaultIdleCheckpoint = 10 * time.Second
+	DefaultNamespace        = "test"
+	DefaultEmbeddedDir      = "data"
+	DefaultListen           = ":8083"
+	DefaultBatchMax         = 5000
+	DefaultQueueMax         = 20000
+	DefaultCacheEntities    = 200000
+	DefaultStatusInterval   = 10 * time.Second
+	DefaultIdleCheckpoint   = 10 * time.Second
 	DefaultAerospikeTimeout = 5 * time.Second
 )

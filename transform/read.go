@@ -2,7 +2,7 @@ package transform
 
 import (
 	"encoding/json"
-		"strings"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
