@@ -1,0 +1,60 @@
+package connector
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics is tilefeed's metrics catalog: every metric, its labels and its
+// help, in one place. Register it on the registry the HTTP listener serves.
+type Metrics struct {
+	ChangesRead     *prometheus.CounterVec
+	ChangesApplied  *prometheus.CounterVec
+	ChangesSkipped  prometheus.Counter
+	RecordsWritten  *prometheus.CounterVec
+	Unmatched       *prometheus.CounterVec
+	BatchChanges    prometheus.Histogram
+	ApplySeconds    prometheus.Histogram
+	CommitToDurable prometheus.Histogram
+	Errors          *prometheus.CounterVec
+	ReceivedLSN     prometheus.Gauge
+	DurableLSN      prometheus.Gauge
+	SlotLagBytes    prometheus.Gauge
+	SourceConnected prometheus.Gauge
+	CacheEntities   prometheus.Gauge
+}
+
+// NewMetrics creates the catalog and registers it on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		ChangesRead: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_changes_read_total",
+			Help: "Row changes read from the source, by table."}, []string{"table"}),
+		ChangesApplied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_changes_applied_total",
+			Help: "Row changes applied and durable in the sink, by table."}, []string{"table"}),
+		ChangesSkipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_changes_replayed_total",
+			Help: "Row changes read again after a restart and skipped because the sink already had them."}),
+		RecordsWritten: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_records_written_total",
+			Help: "Entity records written to the sink, by feature group."}, []string{"group"}),
+		Unmatched: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_retractions_unmatched_total",
+			Help: "Retractions (UPDATE/DELETE of a row) that found no contribution to take back: rows added before tilefeed started streaming, by feature group."}, []string{"group"}),
+		BatchChanges: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tilefeed_batch_changes",
+			Help: "Changes per sink batch.", Buckets: prometheus.ExponentialBuckets(1, 4, 10)}),
+		ApplySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tilefeed_apply_seconds",
+			Help: "Time to apply one batch: read records, compute, write records and checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
+		CommitToDurable: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tilefeed_commit_to_durable_seconds",
+			Help: "From a transaction's commit in the source to its features being durable in the sink.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_errors_total",
+			Help: "Errors by kind: source, sink, conflict, data."}, []string{"kind"}),
+		ReceivedLSN: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_received_lsn",
+			Help: "Commit LSN of the last change received from the source."}),
+		DurableLSN: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_durable_lsn",
+			Help: "Source position durable in the sink and acknowledged to the slot."}),
+		SlotLagBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_replication_slot_lag_bytes",
+			Help: "Bytes of WAL between the server's current position and the slot's confirmed flush position."}),
+		SourceConnected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_source_connected",
+			Help: "1 while the replication connection is up."}),
+		CacheEntities: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_cache_entities",
+			Help: "Entity records held decoded in memory."}),
+	}
+	reg.MustRegister(m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
+		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
+		m.SlotLagBytes, m.SourceConnected, m.CacheEntities)
+	return m
+}

@@ -1,0 +1,262 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// ErrSlotLost means the replication slot is gone or invalidated while the
+// sink holds a checkpoint: changes were lost to tilefeed and only a fresh
+// start (new store, or new connector name) can make features exact again.
+var ErrSlotLost = errors.New("replication slot lost")
+
+var timeTypes = map[string]bool{"timestamp with time zone": true, "timestamp without time zone": true, "date": true}
+
+var numericTypes = map[string]bool{"smallint": true, "integer": true, "bigint": true, "numeric": true,
+	"real": true, "double precision": true}
+
+// Setup checks the feature tables against the live database (every
+// problem at once), sets replica identities asked for, and makes sure the
+// publication and the slot exist. resume is the checkpoint's position (0
+// when the sink has none): a missing slot with a checkpoint is fatal.
+func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uint64) error {
+	conn, err := pgx.Connect(ctx, s.cfg.ConnString())
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL at %s:%d database %s as %s: %w", s.cfg.Host, s.cfg.Port, s.cfg.DBName, s.cfg.User, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+
+	var walLevel string
+	if err := conn.QueryRow(ctx, "SHOW wal_level").Scan(&walLevel); err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	if walLevel != "logical" {
+		return fmt.Errorf("wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
+	}
+	if err := s.checkTables(ctx, conn, engine); err != nil {
+		return err
+	}
+	if err := s.ensurePublication(ctx, conn, engine.Tables()); err != nil {
+		return err
+	}
+	return s.ensureSlot(ctx, conn, resume)
+}
+
+func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transform.Engine) error {
+	var problems []error
+	for _, g := range engine.Groups() {
+		schema, table, _ := strings.Cut(g.Table, ".")
+		rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), c.relreplident, c.relkind
+			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+			WHERE n.nspname = $1 AND c.relname = $2`, schema, table)
+		if err != nil {
+			return fmt.Errorf("read columns of %s: %w", g.Table, err)
+		}
+		types := map[string]string{}
+		var ident, kind string
+		for rows.Next() {
+			var name, typ string
+			if err := rows.Scan(&name, &typ, &ident, &kind); err != nil {
+				rows.Close()
+				return err
+			}
+			types[name] = typ
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read columns of %s: %w", g.Table, err)
+		}
+		if len(types) == 0 {
+			problems = append(problems, fmt.Errorf("feature group %s: table %s does not exist", g.Name, g.Table))
+			continue
+		}
+		for _, col := range g.Columns() {
+			if _, ok := types[col]; !ok {
+				problems = append(problems, fmt.Errorf("feature group %s: column %q does not exist in %s", g.Name, col, g.Table))
+			}
+		}
+		if g.TimeCol != "" && types[g.TimeCol] != "" && !timeTypes[types[g.TimeCol]] {
+			problems = append(problems, fmt.Errorf("feature group %s: time column %s.%s is %s, not a timestamp or date", g.Name, g.Table, g.TimeCol, types[g.TimeCol]))
+		}
+		for _, a := range g.Aggs {
+			typ := types[a.Column]
+			if (a.Function == "sum" || a.Function == "avg") && typ != "" && !numericTypes[baseType(typ)] {
+				problems = append(problems, fmt.Errorf("feature group %s: %s(%s) needs a number, but %s.%s is %s", g.Name, a.Function, a.Column, g.Table, a.Column, typ))
+			}
+			if a.Function == "days_since_last" && typ != "" && !timeTypes[typ] {
+				problems = append(problems, fmt.Errorf("feature group %s: days_since_last(%s) needs a timestamp or date, but it is %s", g.Name, a.Column, typ))
+			}
+		}
+		if want, ok := s.cfg.ReplicaIdentityAutoset[g.Table]; ok {
+			if err := setReplicaIdentity(ctx, conn, g.Table, want); err != nil {
+				problems = append(problems, err)
+				continue
+			}
+			ident = strings.ToLower(want[:1])
+			if strings.HasPrefix(want, "INDEX") {
+				ident = "i"
+			}
+		}
+		if g.NeedsOldImage() && ident != "f" && kind != "p" {
+			problems = append(problems, fmt.Errorf("feature group %s aggregates or filters %s, so UPDATE and DELETE must carry the whole old row: run ALTER TABLE %s REPLICA IDENTITY FULL (or set replica.identity.autoset.values=%s:FULL)", g.Name, g.Table, quoteTable(g.Table), g.Table))
+		}
+	}
+	return errors.Join(problems...)
+}
+
+func baseType(t string) string {
+	if i := strings.IndexByte(t, '('); i >= 0 {
+		return t[:i]
+	}
+	return t
+}
+
+func quoteTable(t string) string {
+	schema, table, _ := strings.Cut(t, ".")
+	return pgx.Identifier{schema, table}.Sanitize()
+}
+
+func setReplicaIdentity(ctx context.Context, conn *pgx.Conn, table, ident string) error {
+	var clause string
+	switch {
+	case ident == "FULL" || ident == "DEFAULT" || ident == "NOTHING":
+		clause = ident
+	case strings.HasPrefix(ident, "INDEX "):
+		clause = "USING INDEX " + pgx.Identifier{strings.TrimSpace(ident[len("INDEX "):])}.Sanitize()
+	default:
+		return fmt.Errorf("replica.identity.autoset.values: %q for %s is not FULL, DEFAULT, NOTHING or INDEX name", ident, table)
+	}
+	if _, err := conn.Exec(ctx, "ALTER TABLE "+quoteTable(table)+" REPLICA IDENTITY "+clause); err != nil {
+		return fmt.Errorf("set REPLICA IDENTITY %s on %s (replica.identity.autoset.values): %w", ident, table, err)
+	}
+	return nil
+}
+
+func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables []string) error {
+	name := s.cfg.PublicationName
+	var allTables bool
+	err := conn.QueryRow(ctx, "SELECT puballtables FROM pg_publication WHERE pubname = $1", name).Scan(&allTables)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		var stmt string
+		switch s.cfg.PublicationAutocreate {
+		case "disabled":
+			return fmt.Errorf("publication %q does not exist and publication.autocreate.mode is disabled: create it (CREATE PUBLICATION %s FOR TABLE %s)", name, name, strings.Join(tables, ", "))
+		case "filtered":
+			quoted := make([]string, len(tables))
+			for i, t := range tables {
+				quoted[i] = quoteTable(t)
+			}
+			stmt = "CREATE PUBLICATION " + pgx.Identifier{name}.Sanitize() + " FOR TABLE " + strings.Join(quoted, ", ")
+		default:
+			stmt = "CREATE PUBLICATION " + pgx.Identifier{name}.Sanitize() + " FOR ALL TABLES"
+		}
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			return fmt.Errorf("create publication %q (%s): %w", name, s.cfg.PublicationAutocreate, err)
+		}
+		s.log.Info("created publication", "publication", name, "mode", s.cfg.PublicationAutocreate)
+		return nil
+	case err != nil:
+		return fmt.Errorf("read publication %q: %w", name, err)
+	case allTables:
+		return nil
+	}
+	rows, err := conn.Query(ctx, "SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = $1", name)
+	if err != nil {
+		return fmt.Errorf("read tables of publication %q: %w", name, err)
+	}
+	published, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("read tables of publication %q: %w", name, err)
+	}
+	in := map[string]bool{}
+	for _, t := range published {
+		in[t] = true
+	}
+	var missing []string
+	for _, t := range tables {
+		if !in[t] {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	if s.cfg.PublicationAutocreate != "filtered" {
+		return fmt.Errorf("publication %q does not include %s: add them (ALTER PUBLICATION %s ADD TABLE %s)", name, strings.Join(missing, ", "), name, strings.Join(missing, ", "))
+	}
+	for _, t := range missing {
+		if _, err := conn.Exec(ctx, "ALTER PUBLICATION "+pgx.Identifier{name}.Sanitize()+" ADD TABLE "+quoteTable(t)); err != nil {
+			return fmt.Errorf("add %s to publication %q: %w", t, name, err)
+		}
+	}
+	s.log.Info("added tables to publication", "publication", name, "tables", missing)
+	return nil
+}
+
+func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn, resume uint64) error {
+	name := s.cfg.SlotName
+	var plugin, database string
+	var walStatus *string
+	var confirmed *string
+	err := conn.QueryRow(ctx, `SELECT plugin, database, wal_status, confirmed_flush_lsn::text
+		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &walStatus, &confirmed)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		if resume != 0 {
+			return fmt.Errorf("%w: slot %q does not exist, but the sink holds a checkpoint at %s. The slot was dropped, so the changes since are gone for tilefeed and its features cannot be exact. Start afresh: remove the connector's records and checkpoint from the sink (or use a new connector name) and restart",
+				ErrSlotLost, name, change.FormatLSN(resume))
+		}
+		return s.createSlot(ctx)
+	case err != nil:
+		return fmt.Errorf("read replication slot %q: %w", name, err)
+	}
+	if plugin != "pgoutput" {
+		return fmt.Errorf("replication slot %q uses plugin %q: tilefeed needs a pgoutput slot; pick another slot.name", name, plugin)
+	}
+	if database != s.cfg.DBName {
+		return fmt.Errorf("replication slot %q belongs to database %q, not %q", name, database, s.cfg.DBName)
+	}
+	if walStatus != nil && *walStatus == "lost" {
+		return fmt.Errorf("%w: slot %q was invalidated (wal_status lost: its WAL was removed, see max_slot_wal_keep_size). Drop it, remove the connector's records and checkpoint from the sink, and restart", ErrSlotLost, name)
+	}
+	if confirmed != nil && resume != 0 {
+		if lsn, err := parseLSN(*confirmed); err == nil && lsn > resume {
+			return fmt.Errorf("%w: slot %q was acknowledged up to %s, past the sink's checkpoint %s: another consumer read it, and the changes between are gone for tilefeed. Use a slot of tilefeed's own and start afresh",
+				ErrSlotLost, name, *confirmed, change.FormatLSN(resume))
+		}
+	}
+	if resume == 0 {
+		s.log.Warn("the slot exists but the sink has no checkpoint: streaming from the slot's position; changes before it are not in the features", "slot", name, "confirmed_flush_lsn", deref(confirmed))
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// Check runs the live checks of Setup without changing anything: tables,
+// columns, types and replica identities.
+func (s *Source) Check(ctx context.Context, engine *transform.Engine) error {
+	conn, err := pgx.Connect(ctx, s.cfg.ConnString())
+	if err != nil {
+		return fmt.Errorf("connect to PostgreSQL at %s:%d database %s as %s: %w", s.cfg.Host, s.cfg.Port, s.cfg.DBName, s.cfg.User, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	saved := s.cfg.ReplicaIdentityAutoset
+	s.cfg.ReplicaIdentityAutoset = nil
+	defer func() { s.cfg.ReplicaIdentityAutoset = saved }()
+	return s.checkTables(ctx, conn, engine)
+}

@@ -1,0 +1,535 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/sink"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// Source is what the runtime needs from a change source.
+type Source interface {
+	// Stream sends events that follow resume (a source position; 0 for
+	// "wherever the source's own durable position is") to out until ctx
+	// ends, then returns ctx.Err(), or returns the error that stopped it.
+	// Before returning it passes the last acknowledged position on to the
+	// database.
+	Stream(ctx context.Context, resume uint64, out chan<- change.Event) error
+	// Ack tells the source that everything up to resume is durable. It
+	// must not block.
+	Ack(resume uint64)
+}
+
+// Store is what the runtime needs from a sink store.
+type Store interface {
+	Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
+	Put(ctx context.Context, recs []sink.Record) error
+}
+
+// Options tune a Runtime.
+type Options struct {
+	BatchMax       int
+	QueueMax       int
+	CacheEntities  int
+	IdleCheckpoint time.Duration // how often progress on an idle stream is made durable
+	// StopTimeout bounds the final batch after a stop was asked for.
+	StopTimeout time.Duration
+}
+
+// Checkpoint is the connector's durable progress, stored in the sink.
+type Checkpoint struct {
+	// Pos is the last change applied; later changes are new.
+	Pos change.Position
+	// Resume is where the source restarts: the end of the last transaction
+	// (or idle heartbeat) whose changes are all durable.
+	Resume  uint64
+	Written time.Time
+}
+
+// Runtime runs one connector.
+type Runtime struct {
+	name    string
+	src     Source
+	store   Store
+	engine  *transform.Engine
+	log     *slog.Logger
+	metrics *Metrics
+	opts    Options
+
+	cache   *cache
+	cp      Checkpoint
+	cpGen   uint32
+	lastCkp time.Time
+
+	mu     sync.Mutex
+	status Status
+}
+
+// Status is a snapshot of a runtime's progress, safe to show anyone.
+type Status struct {
+	Connector    string                 `json:"connector"`
+	State        string                 `json:"state"` // starting, running, retrying, stopped, failed
+	Received     string                 `json:"received_position,omitempty"`
+	Durable      string                 `json:"durable_position,omitempty"`
+	ResumeLSN    string                 `json:"resume_lsn,omitempty"`
+	LastCommit   time.Time              `json:"last_commit_time,omitempty"`
+	LastDurable  time.Time              `json:"last_durable_at,omitempty"`
+	LagSeconds   float64                `json:"commit_to_durable_seconds"`
+	SinkOK       bool                   `json:"sink_ok"`
+	LastError    string                 `json:"last_error,omitempty"`
+	Groups       map[string]GroupStatus `json:"groups"`
+	ChangesTotal int64                  `json:"changes_applied"`
+}
+
+// GroupStatus counts one feature group's work.
+type GroupStatus struct {
+	Changes   int64 `json:"changes_applied"`
+	Records   int64 `json:"records_written"`
+	Unmatched int64 `json:"retractions_unmatched"`
+}
+
+// New returns a runtime. Nothing happens until Run.
+func New(name string, src Source, store Store, engine *transform.Engine, log *slog.Logger, m *Metrics, opts Options) *Runtime {
+	if opts.BatchMax <= 0 {
+		opts.BatchMax = 5000
+	}
+	if opts.QueueMax <= 0 {
+		opts.QueueMax = 4 * opts.BatchMax
+	}
+	if opts.CacheEntities <= 0 {
+		opts.CacheEntities = 100000
+	}
+	if opts.IdleCheckpoint <= 0 {
+		opts.IdleCheckpoint = 10 * time.Second
+	}
+	if opts.StopTimeout <= 0 {
+		opts.StopTimeout = 30 * time.Second
+	}
+	r := &Runtime{name: name, src: src, store: store, engine: engine, log: log, metrics: m, opts: opts,
+		cache: newCache(opts.CacheEntities)}
+	r.status = Status{Connector: name, State: "starting", Groups: map[string]GroupStatus{}}
+	for _, g := range engine.Groups() {
+		r.status.Groups[g.Name] = GroupStatus{}
+	}
+	return r
+}
+
+// Status returns a snapshot of the runtime's progress.
+func (r *Runtime) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.status
+	s.Groups = make(map[string]GroupStatus, len(r.status.Groups))
+	for k, v := range r.status.Groups {
+		s.Groups[k] = v
+	}
+	return s
+}
+
+func (r *Runtime) setStatus(f func(*Status)) {
+	r.mu.Lock()
+	f(&r.status)
+	r.mu.Unlock()
+}
+
+func checkpointKey(name string) sink.Key { return sink.Key{Set: sink.CheckpointSet, ID: name} }
+
+// LoadCheckpoint reads a connector's checkpoint from the store; ok is
+// false when it has none (a first start).
+func LoadCheckpoint(ctx context.Context, store Store, name string) (cp Checkpoint, gen uint32, ok bool, err error) {
+	recs, err := store.Get(ctx, []sink.Key{checkpointKey(name)})
+	if err != nil {
+		return cp, 0, false, fmt.Errorf("read checkpoint of connector %q: %w", name, err)
+	}
+	r := recs[0]
+	if r.Gen == 0 {
+		return cp, 0, false, nil
+	}
+	lsn, _ := r.Bins["lsn"].(int64)
+	ord, _ := r.Bins["ord"].(int64)
+	resume, _ := r.Bins["resume"].(int64)
+	written, _ := r.Bins["written"].(int64)
+	cp = Checkpoint{Pos: change.Position{LSN: uint64(lsn), Ordinal: uint32(ord)}, Resume: uint64(resume),
+		Written: time.UnixMicro(written).UTC()}
+	return cp, r.Gen, true, nil
+}
+
+// Run streams until ctx ends (returning ctx.Err() after a clean stop: the
+// batch in flight applied, its checkpoint written and acknowledged) or a
+// fatal error stops it.
+func (r *Runtime) Run(ctx context.Context) error {
+	var err error
+	var found bool
+	for attempt := 0; ; attempt++ {
+		r.cp, r.cpGen, found, err = LoadCheckpoint(ctx, r.store, r.name)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		r.noteError("sink", err)
+		if !sleep(ctx, backoff(attempt)) {
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if found {
+		r.log.Info("resuming from checkpoint", "connector", r.name, "position", r.cp.Pos.String(), "resume_lsn", change.FormatLSN(r.cp.Resume))
+	} else {
+		r.log.Info("no checkpoint: first start", "connector", r.name)
+	}
+	r.setStatus(func(s *Status) {
+		s.State, s.SinkOK = "running", true
+		s.Durable, s.ResumeLSN = r.cp.Pos.String(), change.FormatLSN(r.cp.Resume)
+	})
+	r.src.Ack(r.cp.Resume)
+	r.lastCkp = time.Now()
+
+	// The source gets a context of its own: on a stop, the runtime first
+	// finishes its batch and acknowledges it, then stops the source, which
+	// passes the acknowledgement on before it closes.
+	srcCtx, stopSrc := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSrc()
+	events := make(chan change.Event, r.opts.QueueMax)
+	srcDone := make(chan error, 1)
+	go func() { srcDone <- r.src.Stream(srcCtx, r.cp.Resume, events) }()
+
+	// After a stop is asked for, the batch in flight gets StopTimeout to
+	// become durable.
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopWork()
+	unhook := context.AfterFunc(ctx, func() { time.AfterFunc(r.opts.StopTimeout, stopWork) })
+	defer unhook()
+
+	batch := make([]change.Event, 0, r.opts.BatchMax)
+	for {
+		batch = batch[:0]
+		var srcErr error
+		select {
+		case ev := <-events:
+			batch = append(batch, ev)
+		case srcErr = <-srcDone:
+		case <-ctx.Done():
+		}
+		if srcErr != nil {
+			r.setStatus(func(s *Status) { s.State, s.LastError = "failed", srcErr.Error() })
+			return srcErr
+		}
+		if ctx.Err() != nil && len(batch) == 0 {
+			return r.stop(ctx, stopSrc, srcDone)
+		}
+	drain:
+		for len(batch) < r.opts.BatchMax {
+			select {
+			case ev := <-events:
+				batch = append(batch, ev)
+			default:
+				break drain
+			}
+		}
+		if err = r.process(workCtx, batch); err != nil {
+			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return r.stop(ctx, stopSrc, srcDone)
+			}
+			r.setStatus(func(s *Status) { s.State, s.LastError = "failed", err.Error() })
+			stopSrc()
+			<-srcDone
+			return err
+		}
+		if ctx.Err() != nil {
+			return r.stop(ctx, stopSrc, srcDone)
+		}
+	}
+}
+
+func (r *Runtime) stop(ctx context.Context, stopSrc context.CancelFunc, srcDone <-chan error) error {
+	stopSrc()
+	if err := <-srcDone; err != nil && !errors.Is(err, context.Canceled) {
+		r.log.Warn("source stopped with an error", "err", err)
+	}
+	r.setStatus(func(s *Status) { s.State = "stopped" })
+	r.log.Info("stopped", "connector", r.name, "durable_position", r.cp.Pos.String(), "resume_lsn", change.FormatLSN(r.cp.Resume))
+	return ctx.Err()
+}
+
+// process makes one batch durable and acknowledges it, retrying store
+// failures with back-off (the batch stays in memory, so order holds).
+func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
+	start := time.Now()
+	next := r.cp
+	var lastCommit time.Time
+	var updates []transform.Update
+	reads := map[string]int{}
+	for i := range batch {
+		ev := &batch[i]
+		if ev.Op == change.Heartbeat {
+			if ev.Resume > next.Resume {
+				next.Resume = ev.Resume
+			}
+			continue
+		}
+		if !next.Pos.Less(ev.Pos) {
+			// Durable already (a replay after a restart), or read twice
+			// across a reconnect: positions only grow within a stream.
+			if !ev.Op.IsMarker() {
+				r.metrics.ChangesSkipped.Inc()
+			}
+			continue
+		}
+		next.Pos = ev.Pos
+		lastCommit = ev.CommitTime
+		if ev.Op == change.Commit {
+			next.Resume = ev.Resume
+			continue
+		}
+		reads[ev.Table]++
+		var err error
+		if updates, err = r.engine.Plan(ev, updates); err != nil {
+			r.metrics.Errors.WithLabelValues("data").Inc()
+			return fmt.Errorf("%w: %w", ErrFatal, err)
+		}
+	}
+	for t, n := range reads {
+		r.metrics.ChangesRead.WithLabelValues(t).Add(float64(n))
+	}
+	if next == r.cp {
+		return nil
+	}
+	if !lastCommit.IsZero() {
+		r.metrics.ReceivedLSN.Set(float64(next.Pos.LSN))
+		r.setStatus(func(s *Status) { s.Received, s.LastCommit = next.Pos.String(), lastCommit })
+	}
+	if len(updates) == 0 && next.Pos == r.cp.Pos && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
+		return nil // idle progress only: made durable every IdleCheckpoint
+	}
+
+	for attempt := 0; ; attempt++ {
+		res, err := r.write(ctx, updates, next)
+		if err == nil {
+			r.done(start, len(batch), updates, next, lastCommit, reads, res)
+			return nil
+		}
+		if !Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		if errors.Is(err, sink.ErrConflict) && attempt >= 5 {
+			return fmt.Errorf("%w: %w: %w", ErrFatal, ErrAnotherWriter, err)
+		}
+		kind := "sink"
+		if errors.Is(err, sink.ErrConflict) {
+			kind = "conflict"
+		}
+		r.noteError(kind, err)
+		r.log.Warn("sink write failed; retrying the batch", "err", err, "attempt", attempt+1)
+		if !sleep(ctx, backoff(attempt)) {
+			return ctx.Err()
+		}
+	}
+}
+
+// write applies updates to the records they touch and writes them, then
+// writes the checkpoint. On any failure the touched records leave the
+// cache, so a retry starts again from what the store holds.
+func (r *Runtime) write(ctx context.Context, updates []transform.Update, next Checkpoint) (*outcome, error) {
+	entries, err := r.load(ctx, updates)
+	if err != nil {
+		return nil, err
+	}
+	loaded := make(map[sink.Key]change.Position, len(entries))
+	for k, e := range entries {
+		loaded[k] = e.state.Pos
+	}
+	res := &outcome{stats: map[string]transform.Stats{}, records: map[string]int64{}}
+	dirty := make([]*entry, 0, len(entries))
+	isDirty := make(map[*entry]bool, len(entries))
+	for i := range updates {
+		u := &updates[i]
+		if !loaded[u.Key].Less(u.Pos) {
+			continue // already in the stored record: replayed after a crash
+		}
+		e := entries[u.Key]
+		st := res.stats[u.Group.Name]
+		if err := u.Group.Apply(e.state, u, &st); err != nil {
+			r.dropAll(entries)
+			return nil, fmt.Errorf("%w: %w", ErrFatal, err)
+		}
+		res.stats[u.Group.Name] = st
+		if !isDirty[e] {
+			isDirty[e] = true
+			dirty = append(dirty, e)
+		}
+	}
+	recs := make([]sink.Record, len(dirty))
+	for i, e := range dirty {
+		ttl := r.engine.Group(e.key.Set).TTL
+		if e.state.IsEmpty() && (ttl == 0 || ttl > tombstoneTTL) {
+			ttl = tombstoneTTL
+		}
+		recs[i] = sink.Record{Key: e.key, Gen: e.gen, TTL: ttl, Bins: e.state.Bins()}
+		res.records[e.key.Set]++
+	}
+	if len(recs) > 0 {
+		if err := r.store.Put(ctx, recs); err != nil {
+			r.dropAll(entries)
+			return nil, fmt.Errorf("write %d records: %w", len(recs), err)
+		}
+		for i, e := range dirty {
+			e.gen = recs[i].Gen
+		}
+	}
+	if err := r.saveCheckpoint(ctx, next); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// outcome is what one durable batch did, per feature group.
+type outcome struct {
+	stats   map[string]transform.Stats
+	records map[string]int64
+}
+
+// tombstoneTTL is how long a record whose entity has nothing left is kept:
+// its position guards against replays long after any restart.
+const tombstoneTTL = 7 * 24 * time.Hour
+
+// load returns the entries of every record the updates touch, from the
+// cache or the store.
+func (r *Runtime) load(ctx context.Context, updates []transform.Update) (map[sink.Key]*entry, error) {
+	entries := make(map[sink.Key]*entry)
+	var missing []sink.Key
+	for i := range updates {
+		k := updates[i].Key
+		if _, ok := entries[k]; ok {
+			continue
+		}
+		if e := r.cache.get(k); e != nil {
+			entries[k] = e
+			continue
+		}
+		entries[k] = nil
+		missing = append(missing, k)
+	}
+	if len(missing) > 0 {
+		recs, err := r.store.Get(ctx, missing)
+		if err != nil {
+			return nil, fmt.Errorf("read %d records: %w", len(missing), err)
+		}
+		for _, rec := range recs {
+			st, err := transform.DecodeState(rec.Bins)
+			if err != nil {
+				return nil, fmt.Errorf("%w: record %s cannot be decoded: %w", ErrFatal, rec.Key, err)
+			}
+			e := &entry{key: rec.Key, state: st, gen: rec.Gen}
+			entries[rec.Key] = e
+			r.cache.put(e)
+		}
+	}
+	return entries, nil
+}
+
+func (r *Runtime) dropAll(entries map[sink.Key]*entry) {
+	for k := range entries {
+		r.cache.drop(k)
+	}
+}
+
+func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
+	cp.Written = time.Now().UTC()
+	rec := []sink.Record{{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: map[string]any{
+		"lsn": int64(cp.Pos.LSN), "ord": int64(cp.Pos.Ordinal), "resume": int64(cp.Resume),
+		"written": cp.Written.UnixMicro(),
+	}}}
+	if err := r.store.Put(ctx, rec); err != nil {
+		if errors.Is(err, sink.ErrConflict) {
+			// Our own earlier write may have landed with an unknown outcome.
+			if cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name); rerr == nil && ok && !cur.Pos.Less(r.cp.Pos) && cur.Resume >= r.cp.Resume {
+				r.cpGen = gen
+			}
+		}
+		return fmt.Errorf("write checkpoint: %w", err)
+	}
+	r.cpGen = rec[0].Gen
+	r.cp = cp
+	r.lastCkp = time.Now()
+	return nil
+}
+
+func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Checkpoint, lastCommit time.Time, reads map[string]int, res *outcome) {
+	r.src.Ack(cp.Resume)
+	now := time.Now()
+	m := r.metrics
+	m.ApplySeconds.Observe(now.Sub(start).Seconds())
+	m.BatchChanges.Observe(float64(n))
+	m.DurableLSN.Set(float64(cp.Resume))
+	m.CacheEntities.Set(float64(r.cache.len()))
+	var lag float64
+	if !lastCommit.IsZero() {
+		lag = now.Sub(lastCommit).Seconds()
+		m.CommitToDurable.Observe(lag)
+	}
+	var total int64
+	for t, n := range reads {
+		m.ChangesApplied.WithLabelValues(t).Add(float64(n))
+		total += int64(n)
+	}
+	changes := map[string]int64{}
+	for i := range updates {
+		changes[updates[i].Group.Name]++
+	}
+	for g, st := range res.stats {
+		if st.Unmatched > 0 {
+			m.Unmatched.WithLabelValues(g).Add(float64(st.Unmatched))
+		}
+	}
+	for g, n := range res.records {
+		m.RecordsWritten.WithLabelValues(g).Add(float64(n))
+	}
+	r.setStatus(func(s *Status) {
+		s.State, s.SinkOK, s.LastError = "running", true, ""
+		s.Durable, s.ResumeLSN, s.LastDurable = cp.Pos.String(), change.FormatLSN(cp.Resume), now
+		if lag > 0 {
+			s.LagSeconds = lag
+		}
+		s.ChangesTotal += total
+		for g := range s.Groups {
+			gs := s.Groups[g]
+			gs.Changes += changes[g]
+			gs.Records += res.records[g]
+			gs.Unmatched += int64(res.stats[g].Unmatched)
+			s.Groups[g] = gs
+		}
+	})
+}
+
+func (r *Runtime) noteError(kind string, err error) {
+	r.metrics.Errors.WithLabelValues(kind).Inc()
+	r.setStatus(func(s *Status) {
+		s.State, s.LastError = "retrying", err.Error()
+		if kind == "sink" || kind == "conflict" {
+			s.SinkOK = false
+		}
+	})
+}
+
+func backoff(attempt int) time.Duration {
+	d := 100 * time.Millisecond << min(attempt, 6)
+	return min(d, 5*time.Second)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,281 @@
+package decode
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/cockroachdb/apd/v3"
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tilefeed/tilefeed/change"
+)
+
+// PgOutput decodes the messages of the pgoutput plugin (protocol version
+// 1) into change events. It keeps the relations the stream has described
+// and the transaction being decoded; it is not safe for concurrent use.
+type PgOutput struct {
+	types     *pgtype.Map
+	relations map[uint32]*relation
+	keep      func(table, column string) bool
+
+	inTx       bool
+	commitLSN  uint64
+	commitTime time.Time
+	ordinal    uint32
+}
+
+type relation struct {
+	table string
+	cols  []column
+}
+
+type column struct {
+	name string
+	oid  uint32
+	key  bool // part of the replica identity
+	keep bool
+}
+
+// NewPgOutput returns a decoder. keep decides which columns (by
+// "schema.table" and column name) enter row images; nil keeps all.
+func NewPgOutput(keep func(table, column string) bool) *PgOutput {
+	if keep == nil {
+		keep = func(string, string) bool { return true }
+	}
+	return &PgOutput{types: pgtype.NewMap(), relations: map[uint32]*relation{}, keep: keep}
+}
+
+// ErrProtocol marks input that breaks the pgoutput protocol (a change
+// outside a transaction, an unknown relation): the stream cannot be
+// trusted past it.
+var ErrProtocol = errors.New("pgoutput protocol violation")
+
+// Decode decodes one pgoutput message (the WAL data of an XLogData) and
+// appends the events it implies to dst: a row change, one truncate per
+// table, a Commit marker, or nothing (BEGIN, RELATION, TYPE, ORIGIN).
+func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, error) {
+	msg, err := pglogrepl.Parse(data)
+	if err != nil {
+		return dst, fmt.Errorf("parse pgoutput message: %w", err)
+	}
+	switch m := msg.(type) {
+	case *pglogrepl.RelationMessage:
+		rel := &relation{table: m.Namespace + "." + m.RelationName, cols: make([]column, len(m.Columns))}
+		for i, c := range m.Columns {
+			rel.cols[i] = column{name: c.Name, oid: c.DataType, key: c.Flags&1 != 0, keep: d.keep(rel.table, c.Name)}
+		}
+		d.relations[m.RelationID] = rel
+	case *pglogrepl.BeginMessage:
+		if d.inTx {
+			return dst, fmt.Errorf("%w: BEGIN of %s inside a transaction", ErrProtocol, change.FormatLSN(uint64(m.FinalLSN)))
+		}
+		d.inTx, d.commitLSN, d.commitTime, d.ordinal = true, uint64(m.FinalLSN), m.CommitTime.UTC(), 0
+	case *pglogrepl.CommitMessage:
+		if !d.inTx || uint64(m.CommitLSN) != d.commitLSN {
+			return dst, fmt.Errorf("%w: COMMIT %s does not close the open transaction", ErrProtocol, change.FormatLSN(uint64(m.CommitLSN)))
+		}
+		d.inTx = false
+		return append(dst, change.Event{Op: change.Commit, Pos: d.next(), CommitTime: d.commitTime,
+			Resume: uint64(m.TransactionEndLSN)}), nil
+	case *pglogrepl.InsertMessage:
+		rel, err := d.relation(m.RelationID)
+		if err != nil {
+			return dst, err
+		}
+		after, err := d.tuple(rel, m.Tuple, false)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, d.event(change.Insert, rel, nil, after)), nil
+	case *pglogrepl.UpdateMessage:
+		rel, err := d.relation(m.RelationID)
+		if err != nil {
+			return dst, err
+		}
+		var before change.Row
+		if m.OldTuple != nil {
+			if before, err = d.tuple(rel, m.OldTuple, m.OldTupleType == pglogrepl.UpdateMessageTupleTypeKey); err != nil {
+				return dst, err
+			}
+		}
+		after, err := d.tuple(rel, m.NewTuple, false)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, d.event(change.Update, rel, before, after)), nil
+	case *pglogrepl.DeleteMessage:
+		rel, err := d.relation(m.RelationID)
+		if err != nil {
+			return dst, err
+		}
+		before, err := d.tuple(rel, m.OldTuple, m.OldTupleType == pglogrepl.DeleteMessageTupleTypeKey)
+		if err != nil {
+			return dst, err
+		}
+		return append(dst, d.event(change.Delete, rel, before, nil)), nil
+	case *pglogrepl.TruncateMessage:
+		for _, id := range m.RelationIDs {
+			rel, err := d.relation(id)
+			if err != nil {
+				return dst, err
+			}
+			dst = append(dst, d.event(change.Truncate, rel, nil, nil))
+		}
+	}
+	return dst, nil
+}
+
+func (d *PgOutput) next() change.Position {
+	d.ordinal++
+	return change.Position{LSN: d.commitLSN, Ordinal: d.ordinal}
+}
+
+func (d *PgOutput) event(op change.Op, rel *relation, before, after change.Row) change.Event {
+	return change.Event{Op: op, Table: rel.table, Before: before, After: after, Pos: d.next(), CommitTime: d.commitTime}
+}
+
+func (d *PgOutput) relation(id uint32) (*relation, error) {
+	if !d.inTx {
+		return nil, fmt.Errorf("%w: row change outside a transaction", ErrProtocol)
+	}
+	rel := d.relations[id]
+	if rel == nil {
+		return nil, fmt.Errorf("%w: change to relation %d, which no RELATION message described", ErrProtocol, id)
+	}
+	return rel, nil
+}
+
+// tuple decodes a row image. keyOnly marks the old-key image of REPLICA
+// IDENTITY DEFAULT/INDEX, where non-key columns are absent, not NULL.
+func (d *PgOutput) tuple(rel *relation, t *pglogrepl.TupleData, keyOnly bool) (change.Row, error) {
+	if t == nil {
+		return nil, nil
+	}
+	if len(t.Columns) != len(rel.cols) {
+		return nil, fmt.Errorf("%w: %s row has %d columns, its relation %d", ErrProtocol, rel.table, len(t.Columns), len(rel.cols))
+	}
+	row := make(change.Row, len(t.Columns))
+	for i, c := range t.Columns {
+		col := rel.cols[i]
+		if !col.keep || (keyOnly && !col.key) {
+			continue
+		}
+		switch c.DataType {
+		case pglogrepl.TupleDataTypeNull:
+			row[col.name] = nil
+		case pglogrepl.TupleDataTypeToast:
+			row[col.name] = change.Unchanged
+		case pglogrepl.TupleDataTypeText:
+			v, err := DecodeText(d.types, col.oid, c.Data)
+			if err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", rel.table, col.name, err)
+			}
+			row[col.name] = v
+		case pglogrepl.TupleDataTypeBinary:
+			return nil, fmt.Errorf("%s.%s: binary tuple data is not requested and not supported", rel.table, col.name)
+		default:
+			return nil, fmt.Errorf("%w: %s.%s has tuple data type %q", ErrProtocol, rel.table, col.name, c.DataType)
+		}
+	}
+	return row, nil
+}
+
+// DecodeText decodes a value in PostgreSQL's text format into the value
+// types of change.Row. Types pgx does not know come back as text.
+func DecodeText(types *pgtype.Map, oid uint32, data []byte) (any, error) {
+	switch oid {
+	case pgtype.JSONOID, pgtype.JSONBOID:
+		return json.RawMessage(append([]byte{}, data...)), nil
+	}
+	typ, ok := types.TypeForOID(oid)
+	if !ok {
+		return string(data), nil
+	}
+	v, err := typ.Codec.DecodeValue(types, oid, pgtype.TextFormatCode, data)
+	if err != nil {
+		return nil, fmt.Errorf("decode %s value %q: %w", typ.Name, truncate(data), err)
+	}
+	return normalize(v, oid, data)
+}
+
+func normalize(v any, oid uint32, text []byte) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string, int64, float64, []byte, time.Duration, json.RawMessage:
+		return x, nil
+	case int16:
+		return int64(x), nil
+	case int32:
+		return int64(x), nil
+	case uint32:
+		return int64(x), nil
+	case float32:
+		// Through the text PostgreSQL sent, so 0.1::real stays 0.1.
+		return parseFloatText(text, float64(x)), nil
+	case time.Time:
+		return x.UTC(), nil
+	case pgtype.Numeric:
+		return numericDecimal(x)
+	case [16]byte:
+		return fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]), nil
+	case pgtype.InfinityModifier:
+		if x > 0 {
+			return "infinity", nil
+		}
+		return "-infinity", nil
+	case pgtype.Interval:
+		if x.Months == 0 {
+			return time.Duration(x.Days)*24*time.Hour + time.Duration(x.Microseconds)*time.Microsecond, nil
+		}
+		return string(text), nil
+	case netip.Prefix:
+		return string(text), nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			n, err := normalize(e, 0, nil)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = n
+		}
+		return out, nil
+	}
+	if text == nil {
+		return fmt.Sprint(v), nil
+	}
+	return string(text), nil
+}
+
+func numericDecimal(n pgtype.Numeric) (any, error) {
+	switch {
+	case !n.Valid:
+		return nil, nil
+	case n.NaN:
+		return &apd.Decimal{Form: apd.NaN}, nil
+	case n.InfinityModifier == pgtype.Infinity:
+		return &apd.Decimal{Form: apd.Infinite}, nil
+	case n.InfinityModifier == pgtype.NegativeInfinity:
+		return &apd.Decimal{Form: apd.Infinite, Negative: true}, nil
+	}
+	coeff := new(apd.BigInt).SetMathBigInt(n.Int)
+	return apd.NewWithBigInt(coeff, n.Exp), nil
+}
+
+func parseFloatText(text []byte, fallback float64) float64 {
+	var f float64
+	if _, err := fmt.Sscan(string(text), &f); err == nil {
+		return f
+	}
+	return fallback
+}
+
+func truncate(b []byte) string {
+	if len(b) > 64 {
+		return string(b[:64]) + "…"
+	}
+	return string(b)
+}

@@ -1,0 +1,88 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/tilefeed/tilefeed/sink"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// Getter reads records; every sink store is one.
+type Getter interface {
+	Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
+}
+
+// Reader computes features from the stored records.
+type Reader struct {
+	Engine *transform.Engine
+	Store  Getter
+}
+
+// Entity is one entity's features as of a read time.
+type Entity struct {
+	Group string            `json:"group"`
+	Key   map[string]string `json:"entity"`
+	Found bool              `json:"found"`
+	At    time.Time         `json:"as_of"`
+	// UpdatedAt is the commit time of the last change applied to the
+	// entity: how fresh the features are.
+	UpdatedAt *time.Time          `json:"updated_at,omitempty"`
+	Position  string              `json:"position,omitempty"`
+	Features  []transform.Feature `json:"-"`
+}
+
+// ErrUnknownGroup is returned for a group the connector does not define.
+type ErrUnknownGroup struct{ Group string }
+
+func (e ErrUnknownGroup) Error() string { return fmt.Sprintf("no feature group %q", e.Group) }
+
+// Read returns the features of the entities keyed by keys (each a value
+// per entity column, in the group's order) as of at.
+func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at time.Time) ([]Entity, error) {
+	g := r.Engine.Group(group)
+	if g == nil {
+		return nil, ErrUnknownGroup{group}
+	}
+	sk := make([]sink.Key, len(keys))
+	for i, k := range keys {
+		if len(k) != len(g.Entity) {
+			return nil, fmt.Errorf("group %s is keyed by %v; got %d values", group, g.Entity, len(k))
+		}
+		sk[i] = sink.Key{Set: g.Name, ID: transform.EntityID(k)}
+	}
+	recs, err := r.Store.Get(ctx, sk)
+	if err != nil {
+		return nil, fmt.Errorf("read features: %w", err)
+	}
+	out := make([]Entity, len(keys))
+	for i, rec := range recs {
+		st, err := transform.DecodeState(rec.Bins)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
+		}
+		e := Entity{Group: group, Key: map[string]string{}, At: at, Found: rec.Gen != 0 && !st.IsEmpty()}
+		for j, col := range g.Entity {
+			e.Key[col] = keys[i][j]
+		}
+		if e.Found {
+			u := time.UnixMicro(st.Updated).UTC()
+			e.UpdatedAt, e.Position = &u, st.Pos.String()
+		}
+		e.Features = g.Read(st, at)
+		out[i] = e
+	}
+	return out, nil
+}
+
+// FeatureMap renders an entity's features for JSON.
+func (e Entity) FeatureMap() map[string]any {
+	m := make(map[string]any, len(e.Features))
+	for _, f := range e.Features {
+		m[f.Name] = transform.JSONValue(f.Value)
+	}
+	return m
+}
+
+func jsonValue(v any) any { return transform.JSONValue(v) }
