@@ -323,16 +323,20 @@ func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 			break
 		}
 		cmdErr := s.client.BatchOperate(p, batch[start:end])
+		unanswered := res.nUnanswered
 		for i := start; i < end; i++ {
 			res.record(&recs[i], batch[i].BatchRec())
 		}
-		if cmdErr != nil {
-			// The request as a whole failed (a node timed out or could not
-			// be reached); its unanswered records were counted above.
+		if cmdErr != nil && res.nUnanswered > unanswered {
+			// The request to a node failed as a whole (it timed out or the
+			// node could not be reached), leaving its records unanswered.
 			// Later batches are not sent.
 			res.stop(wrap("batch write to namespace "+s.namespace, cmdErr), len(batch)-end)
 			break
 		}
+		// Otherwise cmdErr, if any, repeats a result every record already
+		// carries: the client sends a lone record for a node as a single
+		// command and returns its failure (a conflict, say) as the batch's.
 	}
 	return res.err()
 }

@@ -21,15 +21,16 @@ type Store interface {
 	Close() error
 }
 
-// Run runs the suite against the store open returns. Each test uses sets of
-// its own, so a store that outlives the run (a shared Aerospike namespace)
-// is fine.
+// Run runs the suite against the store open returns. Each test uses a set
+// of its own and record IDs unique to the run, so a store that outlives the
+// run (a shared Aerospike namespace) is fine; the set names are fixed
+// because an Aerospike namespace never frees a set.
 func Run(t *testing.T, open func(t *testing.T) Store) {
 	t.Helper()
 	run := fmt.Sprintf("c%08x", rand.Uint32())
 	tests := []struct {
 		name string
-		fn   func(t *testing.T, s Store, set string)
+		fn   func(t *testing.T, s Store, key keyFunc)
 	}{
 		{"missing", testMissing},
 		{"create_get", testCreateGet},
@@ -43,10 +44,14 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			s := open(t)
-			tc.fn(t, s, run+"_"+tc.name)
+			set := "tfconf_" + tc.name
+			tc.fn(t, s, func(id string) sink.Key { return sink.Key{Set: set, ID: run + "-" + id} })
 		})
 	}
 }
+
+// keyFunc names a record of the running test.
+type keyFunc func(id string) sink.Key
 
 func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -66,8 +71,8 @@ func get1(t *testing.T, s Store, k sink.Key) sink.Record {
 	return recs[0]
 }
 
-func testMissing(t *testing.T, s Store, set string) {
-	r := get1(t, s, sink.Key{Set: set, ID: "nobody"})
+func testMissing(t *testing.T, s Store, key keyFunc) {
+	r := get1(t, s, key("nobody"))
 	if r.Gen != 0 || r.Bins != nil {
 		t.Fatalf("missing record: got gen %d bins %v, want 0 and nil", r.Gen, r.Bins)
 	}
@@ -91,8 +96,8 @@ func sample() map[string]any {
 	}
 }
 
-func testCreateGet(t *testing.T, s Store, set string) {
-	k := sink.Key{Set: set, ID: "card-1"}
+func testCreateGet(t *testing.T, s Store, key keyFunc) {
+	k := key("card-1")
 	recs := []sink.Record{{Key: k, Bins: sample()}}
 	if err := s.Put(ctx(t), recs); err != nil {
 		t.Fatalf("Put: %v", err)
@@ -109,8 +114,8 @@ func testCreateGet(t *testing.T, s Store, set string) {
 	}
 }
 
-func testGeneration(t *testing.T, s Store, set string) {
-	k := sink.Key{Set: set, ID: "e"}
+func testGeneration(t *testing.T, s Store, key keyFunc) {
+	k := key("e")
 	r := sink.Record{Key: k, Bins: map[string]any{"n": int64(1)}}
 	for i := int64(2); i <= 4; i++ {
 		recs := []sink.Record{r}
@@ -128,8 +133,8 @@ func testGeneration(t *testing.T, s Store, set string) {
 	}
 }
 
-func testConflict(t *testing.T, s Store, set string) {
-	k := sink.Key{Set: set, ID: "x"}
+func testConflict(t *testing.T, s Store, key keyFunc) {
+	k := key("x")
 	first := []sink.Record{{Key: k, Bins: map[string]any{"v": "first"}}}
 	if err := s.Put(ctx(t), first); err != nil {
 		t.Fatal(err)
@@ -158,15 +163,15 @@ func assertConflict(t *testing.T, err error, k sink.Key) {
 	}
 }
 
-func testBatch(t *testing.T, s Store, set string) {
+func testBatch(t *testing.T, s Store, key keyFunc) {
 	const n = 700
 	recs := make([]sink.Record, n)
 	keys := make([]sink.Key, n+1)
 	for i := range recs {
-		keys[i] = sink.Key{Set: set, ID: fmt.Sprint("k", i)}
+		keys[i] = key(fmt.Sprint("k", i))
 		recs[i] = sink.Record{Key: keys[i], Bins: map[string]any{"i": int64(i)}}
 	}
-	keys[n] = sink.Key{Set: set, ID: "absent"}
+	keys[n] = key("absent")
 	if err := s.Put(ctx(t), recs); err != nil {
 		t.Fatalf("Put %d records: %v", n, err)
 	}
@@ -184,9 +189,9 @@ func testBatch(t *testing.T, s Store, set string) {
 	}
 }
 
-func testTTL(t *testing.T, s Store, set string) {
-	k := sink.Key{Set: set, ID: "short"}
-	keep := sink.Key{Set: set, ID: "forever"}
+func testTTL(t *testing.T, s Store, key keyFunc) {
+	k := key("short")
+	keep := key("forever")
 	err := s.Put(ctx(t), []sink.Record{
 		{Key: k, TTL: time.Second, Bins: map[string]any{"v": int64(1)}},
 		{Key: keep, Bins: map[string]any{"v": int64(2)}},
@@ -210,9 +215,9 @@ func testTTL(t *testing.T, s Store, set string) {
 	}
 }
 
-func testReplaceBins(t *testing.T, s Store, set string) {
+func testReplaceBins(t *testing.T, s Store, key keyFunc) {
 	// A write replaces the whole record: bins it does not name are gone.
-	k := sink.Key{Set: set, ID: "r"}
+	k := key("r")
 	recs := []sink.Record{{Key: k, Bins: map[string]any{"a": int64(1), "b": int64(2)}}}
 	if err := s.Put(ctx(t), recs); err != nil {
 		t.Fatal(err)
