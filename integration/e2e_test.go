@@ -3,6 +3,10 @@ package integration
 import (
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tilefeed/tilefeed/config"
 )
 
 // TestEndToEnd streams a mixed workload from PostgreSQL into the embedded
@@ -10,6 +14,18 @@ import (
 func TestEndToEnd(t *testing.T) {
 	conn, db := newDB(t)
 	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	endToEnd(t, conn, c)
+}
+
+// TestEndToEndAerospike is TestEndToEnd on a real Aerospike.
+func TestEndToEndAerospike(t *testing.T) {
+	conn, db := newDB(t)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	withAerospike(t, c)
+	endToEnd(t, conn, c)
+}
+
+func endToEnd(t *testing.T, conn *pgx.Conn, c *config.Connector) {
 	r := startRuntime(t, c)
 	defer r.stop(t)
 	w := newWorkload(conn, 1)

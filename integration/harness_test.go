@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	as "github.com/aerospike/aerospike-client-go/v7"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,6 +23,7 @@ import (
 	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/integration/pgcluster"
 	"github.com/tilefeed/tilefeed/serve"
+	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
 	"github.com/tilefeed/tilefeed/transform"
 )
@@ -47,6 +50,9 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer cluster.Stop()
+		if os.Getenv("AEROSPIKE_HOSTS") == "" {
+			fmt.Fprintln(os.Stderr, "NOTE: AEROSPIKE_HOSTS is not set: the Aerospike end-to-end tests are SKIPPED (set AEROSPIKE_HOSTS=127.0.0.1:3000 to run them)")
+		}
 		return m.Run()
 	}()
 	os.Exit(code)
@@ -136,7 +142,7 @@ func loadConnector(t *testing.T, raw []byte) *config.Connector {
 type runtime struct {
 	rt     *connector.Runtime
 	reader *serve.Reader
-	store  *embedded.Store
+	store  testStore
 	cancel context.CancelFunc
 	done   chan error
 }
@@ -148,10 +154,7 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := openStore(t, c)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m := connector.NewMetrics(prometheus.NewRegistry())
 	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
@@ -232,6 +235,59 @@ func waitSync(t *testing.T, conn *pgx.Conn, read featureReader, id int) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("sentinel %d did not arrive within 90s", id)
+}
+
+// testStore is what the tests need from a store.
+type testStore interface {
+	connector.Store
+	Close() error
+}
+
+// openStore opens the store the connector names: the embedded one, or
+// Aerospike (sink.Kind aerospike, see withAerospike).
+func openStore(t *testing.T, c *config.Connector) testStore {
+	t.Helper()
+	if c.Sink.Kind == "aerospike" {
+		st, err := aerospike.Open(context.Background(), aerospike.Options{Hosts: c.Sink.Aerospike.Hosts, Namespace: c.Sink.Aerospike.Namespace})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	st, err := embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// withAerospike points c at the Aerospike in AEROSPIKE_HOSTS and empties
+// the sets of its feature groups, or skips the test loudly.
+func withAerospike(t *testing.T, c *config.Connector) {
+	t.Helper()
+	hosts := os.Getenv("AEROSPIKE_HOSTS")
+	if hosts == "" {
+		t.Skip("AEROSPIKE_HOSTS is not set: this Aerospike end-to-end test did NOT run; set AEROSPIKE_HOSTS=127.0.0.1:3000 to run it")
+	}
+	ns := os.Getenv("AEROSPIKE_NAMESPACE")
+	if ns == "" {
+		ns = "test"
+	}
+	c.Sink.Kind = "aerospike"
+	c.Sink.Aerospike.Hosts = strings.Split(hosts, ",")
+	c.Sink.Aerospike.Namespace = ns
+	host, portText, _ := strings.Cut(c.Sink.Aerospike.Hosts[0], ":")
+	port, _ := strconv.Atoi(portText)
+	client, err := as.NewClient(host, port)
+	if err != nil {
+		t.Fatalf("connect to Aerospike %s: %v", hosts, err)
+	}
+	defer client.Close()
+	for _, f := range c.Features {
+		if err := client.Truncate(nil, ns, f.Name, nil); err != nil {
+			t.Fatalf("truncate set %s: %v", f.Name, err)
+		}
+	}
 }
 
 func storePath(t *testing.T) string { return filepath.Join(t.TempDir(), "store.db") }

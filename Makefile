@@ -1,0 +1,37 @@
+# tilefeed — see README.md.
+GO      ?= go
+PKGS    := ./...
+BIN     := bin/tilefeed
+
+.PHONY: build test bench lint demo run chaos reference
+
+build:
+	$(GO) build -o $(BIN) ./cmd/tilefeed
+
+# The README's test command. Integration tests start their own PostgreSQL
+# (postgresql-15 must be installed: .ci/run installs it); Aerospike tests
+# run when AEROSPIKE_HOSTS is set and skip loudly otherwise.
+test:
+	$(GO) vet $(PKGS)
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+# Throughput and latency figures (changes/s decoded, changes/s end to end
+# for a 1M-change backlog, commit→durable p50/p99 at a steady rate).
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./decode/ ./transform/ ./integration/
+
+lint:
+	$(GO) vet $(PKGS)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+# A throwaway PostgreSQL with a sample schema and workload, tilefeed on the
+# embedded store, features printed.
+demo:
+	$(GO) run ./cmd/tilefeed-demo
+
+run: build
+	$(BIN) run -c $(CONNECTOR)
+
+# Regenerate the property reference from the code.
+reference:
+	$(GO) run ./cmd/tilefeed config-reference > docs/config-reference.md
