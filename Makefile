@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := ./...
 BIN     := bin/tilefeed
 
-.PHONY: build test bench lint demo run chaos reference
+.PHONY: build test bench lint demo deps run reference
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tilefeed
@@ -11,13 +11,13 @@ build:
 # The README's test command. Integration tests start their own PostgreSQL
 # (postgresql-15 must be installed: .ci/run installs it); Aerospike tests
 # run when AEROSPIKE_HOSTS is set and skip loudly otherwise.
-test:
+test: deps
 	$(GO) vet $(PKGS)
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 # Throughput and latency figures (changes/s decoded, changes/s end to end
 # for a 1M-change backlog, commit→durable p50/p99 at a steady rate).
-bench:
+bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./decode/ ./transform/ ./integration/
 
 lint:
@@ -26,8 +26,14 @@ lint:
 
 # A throwaway PostgreSQL with a sample schema and workload, tilefeed on the
 # embedded store, features printed.
-demo:
+demo: deps
 	$(GO) run ./cmd/tilefeed-demo
+
+# PostgreSQL server binaries for the tests and the demo (Debian's
+# postgresql-15; needs root, as on the CI and developer machines).
+deps:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
+		{ echo "installing postgresql-15"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
 
 run: build
 	$(BIN) run -c $(CONNECTOR)

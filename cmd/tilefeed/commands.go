@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -14,19 +11,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-
+	"github.com/tilefeed/tilefeed/cmd/internal/app"
 	"github.com/tilefeed/tilefeed/config"
-	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/serve"
-	"github.com/tilefeed/tilefeed/sink/aerospike"
-	"github.com/tilefeed/tilefeed/sink/embedded"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -46,40 +37,6 @@ func parseFlags(name string, args []string, extra func(*flag.FlagSet)) (*flag.Fl
 	return fs, *file, nil
 }
 
-// store is what the command needs from a sink store.
-type store interface {
-	connector.Store
-	serve.Getter
-	Close() error
-}
-
-func openStore(ctx context.Context, c *config.Connector) (store, error) {
-	if c.Sink.Kind == "aerospike" {
-		a := c.Sink.Aerospike
-		opts := aerospike.Options{Hosts: a.Hosts, Namespace: a.Namespace, User: a.User, Password: string(a.Password),
-			TLSName: a.TLSName, Timeout: a.Timeout}
-		if a.TLS {
-			opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-			if a.TLSCAFile != "" {
-				pem, err := os.ReadFile(a.TLSCAFile)
-				if err != nil {
-					return nil, fmt.Errorf("aerospike.tls.ca.file: %w", err)
-				}
-				pool := x509.NewCertPool()
-				if !pool.AppendCertsFromPEM(pem) {
-					return nil, fmt.Errorf("aerospike.tls.ca.file %s holds no PEM certificate", a.TLSCAFile)
-				}
-				opts.TLS.RootCAs = pool
-			}
-		}
-		return aerospike.Open(ctx, opts)
-	}
-	if err := os.MkdirAll(filepath.Dir(c.Sink.EmbeddedPath), 0o755); err != nil {
-		return nil, fmt.Errorf("embedded.path: %w", err)
-	}
-	return embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
-}
-
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	_, file, err := parseFlags("run", args, nil)
 	if err != nil {
@@ -90,79 +47,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, w := range c.Warnings {
-		log.Warn(w)
-	}
-	engine, err := transform.Compile(c.Features)
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	log.Info("store open", "sink", c.Sink.Kind, "where", storeWhere(c))
-
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := connector.NewMetrics(reg)
-
-	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
-	if err != nil {
-		return err
-	}
-	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second}, log, metrics)
-	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
-		return err
-	}
-	rt := connector.New(c.Name, src, st, engine, log, metrics, connector.Options{
-		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities,
-		IdleCheckpoint: c.Postgres.HeartbeatInterval,
-	})
-
-	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st}, reg,
-		func() any {
-			return map[string]any{"runtime": rt.Status(), "source": map[string]any{
-				"kind": "postgres", "topic_prefix": c.Postgres.TopicPrefix, "host": c.Postgres.Host,
-				"database": c.Postgres.DBName, "slot": c.Postgres.SlotName, "publication": c.Postgres.PublicationName,
-				"connected": src.Connected()}, "sink": c.Sink.Kind}
-		},
-		func() error {
-			s := rt.Status()
-			switch {
-			case !src.Connected():
-				return fmt.Errorf("source: not connected to replication slot %q", c.Postgres.SlotName)
-			case !s.SinkOK:
-				return fmt.Errorf("sink (%s): %s", c.Sink.Kind, s.LastError)
-			}
-			return nil
-		})
-	ln, err := net.Listen("tcp", c.HTTP.Listen)
-	if err != nil {
-		return fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
-	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	srvDone := make(chan error, 1)
-	go func() { srvDone <- srv.Serve(ln) }()
-	log.Info("http listening", "addr", ln.Addr().String())
-
-	runErr := rt.Run(ctx)
-	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = srv.Shutdown(shutCtx)
-	<-srvDone
-	if errors.Is(runErr, context.Canceled) {
-		return nil
-	}
-	return runErr
-}
-
-func storeWhere(c *config.Connector) string {
-	if c.Sink.Kind == "aerospike" {
-		return strings.Join(c.Sink.Aerospike.Hosts, ",") + " namespace " + c.Sink.Aerospike.Namespace
-	}
-	return c.Sink.EmbeddedPath
+	return app.Run(ctx, c, log, nil)
 }
 
 func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
@@ -261,13 +146,13 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 		"updated_at": e.UpdatedAt, "position": e.Position, "features": e.FeatureMap()})
 }
 
-func openStoreForRead(ctx context.Context, c *config.Connector) (store, error) {
+func openStoreForRead(ctx context.Context, c *config.Connector) (app.Store, error) {
 	if c.Sink.Kind == "embedded" {
 		if _, err := os.Stat(c.Sink.EmbeddedPath); err != nil {
 			return nil, fmt.Errorf("embedded store %s: %w (has tilefeed run?)", c.Sink.EmbeddedPath, err)
 		}
 	}
-	return openStore(ctx, c)
+	return app.OpenStore(ctx, c)
 }
 
 func getOverHTTP(ctx context.Context, listen, group string, cols, key []string, at string) ([]byte, error) {

@@ -1,0 +1,153 @@
+// Package app wires a connector file into a running tilefeed: store,
+// source, runtime and HTTP listener. The tilefeed command and the demo
+// share it.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/connector"
+	"github.com/tilefeed/tilefeed/connector/postgres"
+	"github.com/tilefeed/tilefeed/serve"
+	"github.com/tilefeed/tilefeed/sink/aerospike"
+	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// Store is what tilefeed needs from a sink store.
+type Store interface {
+	connector.Store
+	serve.Getter
+	Close() error
+}
+
+// OpenStore opens the store the connector names.
+func OpenStore(ctx context.Context, c *config.Connector) (Store, error) {
+	if c.Sink.Kind == "aerospike" {
+		a := c.Sink.Aerospike
+		opts := aerospike.Options{Hosts: a.Hosts, Namespace: a.Namespace, User: a.User, Password: string(a.Password),
+			TLSName: a.TLSName, Timeout: a.Timeout}
+		if a.TLS {
+			opts.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+			if a.TLSCAFile != "" {
+				pem, err := os.ReadFile(a.TLSCAFile)
+				if err != nil {
+					return nil, fmt.Errorf("aerospike.tls.ca.file: %w", err)
+				}
+				pool := x509.NewCertPool()
+				if !pool.AppendCertsFromPEM(pem) {
+					return nil, fmt.Errorf("aerospike.tls.ca.file %s holds no PEM certificate", a.TLSCAFile)
+				}
+				opts.TLS.RootCAs = pool
+			}
+		}
+		return aerospike.Open(ctx, opts)
+	}
+	if err := os.MkdirAll(filepath.Dir(c.Sink.EmbeddedPath), 0o755); err != nil {
+		return nil, fmt.Errorf("embedded.path: %w", err)
+	}
+	return embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
+}
+
+// Where describes the store for a log line (no secrets).
+func Where(c *config.Connector) string {
+	if c.Sink.Kind == "aerospike" {
+		return strings.Join(c.Sink.Aerospike.Hosts, ",") + " namespace " + c.Sink.Aerospike.Namespace
+	}
+	return c.Sink.EmbeddedPath
+}
+
+// Running is a started tilefeed.
+type Running struct {
+	Addr    string // the HTTP listener's address
+	Runtime *connector.Runtime
+}
+
+// Run runs the connector until ctx ends (nil after a clean stop) or a
+// fatal error. started, when not nil, is called once the HTTP listener is
+// up.
+func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started func(Running)) error {
+	for _, w := range c.Warnings {
+		log.Warn(w)
+	}
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		return err
+	}
+	st, err := OpenStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("store open", "sink", c.Sink.Kind, "where", Where(c))
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := connector.NewMetrics(reg)
+
+	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
+	if err != nil {
+		return err
+	}
+	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second}, log, metrics)
+	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
+		return err
+	}
+	rt := connector.New(c.Name, src, st, engine, log, metrics, connector.Options{
+		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities,
+		IdleCheckpoint: c.Postgres.HeartbeatInterval,
+	})
+	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st}, reg,
+		func() any {
+			return map[string]any{"runtime": rt.Status(), "source": map[string]any{
+				"kind": "postgres", "topic_prefix": c.Postgres.TopicPrefix, "host": c.Postgres.Host,
+				"database": c.Postgres.DBName, "slot": c.Postgres.SlotName, "publication": c.Postgres.PublicationName,
+				"connected": src.Connected()}, "sink": map[string]any{"kind": c.Sink.Kind, "where": Where(c)}}
+		},
+		func() error {
+			s := rt.Status()
+			switch {
+			case !src.Connected():
+				return fmt.Errorf("source: not connected to replication slot %q", c.Postgres.SlotName)
+			case !s.SinkOK:
+				return fmt.Errorf("sink (%s): %s", c.Sink.Kind, s.LastError)
+			}
+			return nil
+		})
+	ln, err := net.Listen("tcp", c.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+	log.Info("http listening", "addr", ln.Addr().String())
+	if started != nil {
+		started(Running{Addr: ln.Addr().String(), Runtime: rt})
+	}
+
+	runErr := rt.Run(ctx)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	<-srvDone
+	if errors.Is(runErr, context.Canceled) {
+		return nil
+	}
+	return runErr
+}
