@@ -161,7 +161,7 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := postgres.New(c.Postgres, postgres.Options{StatusInterval: time.Second}, log, m)
+	src := postgres.New(c.Postgres, postgres.Options{StatusInterval: 100 * time.Millisecond}, log, m)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		t.Fatal(err)
 	}
@@ -291,3 +291,15 @@ func withAerospike(t *testing.T, c *config.Connector) {
 }
 
 func storePath(t *testing.T) string { return filepath.Join(t.TempDir(), "store.db") }
+
+// reconnect opens a new connection to db, waiting for the server.
+func reconnect(ctx context.Context, db string) (*pgx.Conn, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		conn, err := pgx.Connect(ctx, cluster.ConnString(db))
+		if err == nil || time.Now().After(deadline) {
+			return conn, err
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -171,6 +171,15 @@ func (st *stream) run(ctx context.Context) error {
 		_ = st.sendStatus(fctx, conn, false)
 	}()
 	for {
+		// Status goes out every StatusInterval whether the stream is busy
+		// or idle, so the slot advances as the runtime makes data durable.
+		select {
+		case <-ticker.C:
+			if err := st.sendStatus(ctx, conn, false); err != nil {
+				return err
+			}
+		default:
+		}
 		rctx, cancel := context.WithTimeout(ctx, st.opts.StatusInterval)
 		raw, err := conn.ReceiveMessage(rctx)
 		cancel()
@@ -179,10 +188,7 @@ func (st *stream) run(ctx context.Context) error {
 				return ctx.Err()
 			}
 			if pgconn.Timeout(err) {
-				if err := st.sendStatus(ctx, conn, false); err != nil {
-					return err
-				}
-				continue
+				continue // the ticker has fired by now
 			}
 			return fmt.Errorf("receive from slot %q: %w", st.cfg.SlotName, err)
 		}

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "connector.json")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const secret = "pw-Zx81-never-print-me"
+
+func connector(t *testing.T, port int, extra string) string {
+	return `{"name": "cli", "config": {"plugin.name": "pgoutput", "database.hostname": "127.0.0.1",
+		"database.port": ` + itoa(port) + `, "database.user": "u", "database.password": "` + secret + `",
+		"database.dbname": "d", "snapshot.mode": "no_data", "embedded.path": "` + filepath.Join(t.TempDir(), "s.db") + `",
+		"http.listen": "127.0.0.1:0"` + extra + `},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`
+}
+
+func itoa(n int) string {
+	var b []byte
+	for n > 0 || len(b) == 0 {
+		b = append([]byte{byte('0' + n%10)}, b...)
+		n /= 10
+	}
+	return string(b)
+}
+
+func runCLI(args ...string) (int, string, string) {
+	var out, errb bytes.Buffer
+	code := run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidate(t *testing.T) {
+	code, out, errs := runCLI("validate", "-c", writeFile(t, connector(t, 5432, `, "tombstones.on.delete": "false"`)))
+	if code != 0 || !strings.Contains(out, "1 feature groups, OK") || !strings.Contains(out, "tombstones.on.delete") {
+		t.Errorf("valid file: exit %d, out %q, err %q", code, out, errs)
+	}
+	bad := `{"name": "x", "config": {"database.port": "99999", "snapshot.mode": "initial"},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "aggregations": [{"name": "a", "function": "median", "window": "3x"}]}]}`
+	code, _, errs = runCLI("validate", "-c", writeFile(t, bad))
+	if code != 1 {
+		t.Errorf("bad file: exit %d", code)
+	}
+	for _, want := range []string{"config.plugin.name", "config.database.hostname: is required", "config.database.port: 99999 is out of range",
+		"config.snapshot.mode", `features[0].aggregations[0].function: "median"`, `features[0].aggregations[0].window: "3x" is not a duration`} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("bad file: output lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+// TestRunFailureKeepsSecrets: a connection failure is reported clearly and
+// the password appears nowhere.
+func TestRunFailureKeepsSecrets(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close() // nothing listens there now
+	code, out, errs := runCLI("run", "-c", writeFile(t, connector(t, port, "")))
+	if code != 1 || !strings.Contains(errs, "connect to PostgreSQL at 127.0.0.1:"+itoa(port)) {
+		t.Errorf("exit %d, stderr:\n%s", code, errs)
+	}
+	if strings.Contains(out+errs, secret) {
+		t.Errorf("the password leaked:\n%s%s", out, errs)
+	}
+}
+
+func TestUsage(t *testing.T) {
+	if code, _, _ := runCLI(); code != 2 {
+		t.Errorf("no args: exit %d", code)
+	}
+	if code, _, errs := runCLI("run"); code != 2 || !strings.Contains(errs, "-c FILE is required") {
+		t.Errorf("run without -c: exit %d %q", code, errs)
+	}
+	if code, out, _ := runCLI("config-reference"); code != 0 || !strings.Contains(out, "`slot.name`") {
+		t.Errorf("config-reference: exit %d", code)
+	}
+}

@@ -1,0 +1,195 @@
+package integration
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tilefeed/tilefeed/connector"
+	"github.com/tilefeed/tilefeed/connector/postgres"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// TestSetupReportsEveryProblem: a connector whose features do not fit the
+// live tables fails at startup with one error naming every problem and its
+// fix, and changes nothing.
+func TestSetupReportsEveryProblem(t *testing.T) {
+	conn, db := newDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, `CREATE TABLE plain (id int PRIMARY KEY, card_id int, amount text, at text)`); err != nil {
+		t.Fatal(err)
+	}
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"features": [`, `"features": [
+    {"name": "bad", "table": "public.plain", "entity": ["card_id"], "time": "at",
+     "aggregations": [{"name": "s", "function": "sum", "column": "amount", "window": "1h"},
+                      {"name": "m", "function": "max", "column": "nope"}]},
+    {"name": "missing", "table": "public.nothere", "entity": ["id"], "project": ["x"]},`, 1)
+	c := loadConnector(t, []byte(raw))
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()))
+	err = src.Setup(ctx, engine, 0)
+	if err == nil {
+		t.Fatal("Setup accepted features that do not fit the tables")
+	}
+	for _, want := range []string{
+		`column "nope" does not exist in public.plain`,
+		`time column public.plain.at is text, not a timestamp`,
+		`sum(amount) needs a number, but public.plain.amount is text`,
+		`ALTER TABLE "public"."plain" REPLICA IDENTITY FULL`,
+		`table public.nothere does not exist`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	var slots int
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", c.Postgres.SlotName).Scan(&slots); err != nil || slots != 0 {
+		t.Errorf("a failed setup created %d slots (%v)", slots, err)
+	}
+}
+
+// TestReplicaIdentityAutoset: replica.identity.autoset.values fixes the
+// table instead of failing.
+func TestReplicaIdentityAutoset(t *testing.T) {
+	conn, db := newDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "ALTER TABLE transactions REPLICA IDENTITY DEFAULT"); err != nil {
+		t.Fatal(err)
+	}
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"snapshot.mode"`,
+		`"replica.identity.autoset.values": "public.transactions:FULL", "snapshot.mode"`, 1)
+	r := startRuntime(t, loadConnector(t, []byte(raw)))
+	defer r.stop(t)
+	var ident string
+	if err := conn.QueryRow(ctx, "SELECT relreplident::text FROM pg_class WHERE relname = 'transactions'").Scan(&ident); err != nil || ident != "f" {
+		t.Errorf("replica identity %q, want f (FULL)", ident)
+	}
+}
+
+// TestSlotNeverAheadOfCheckpoint samples the slot's confirmed_flush_lsn
+// under a workload: it never passes the checkpoint stored in the sink.
+func TestSlotNeverAheadOfCheckpoint(t *testing.T) {
+	conn, db := newDB(t)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	r := startRuntime(t, c)
+	defer r.stop(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	type sample struct{ slot, checkpoint uint64 }
+	samples := make(chan sample, 100000)
+	done := make(chan error, 1)
+	go func() {
+		defer close(samples)
+		watcher, err := cluster.CreateDatabase(ctx, db+"_w")
+		if err != nil {
+			done <- err
+			return
+		}
+		defer watcher.Close(context.Background())
+		for ctx.Err() == nil {
+			var lsn *string
+			if err := watcher.QueryRow(ctx, "SELECT confirmed_flush_lsn::text FROM pg_replication_slots WHERE slot_name = $1", c.Postgres.SlotName).Scan(&lsn); err != nil {
+				if ctx.Err() == nil {
+					done <- err
+				}
+				break
+			}
+			cp, _, _, err := connector.LoadCheckpoint(ctx, r.store, c.Name)
+			if err != nil {
+				done <- err
+				return
+			}
+			if lsn != nil {
+				l, _ := pglogrepl.ParseLSN(*lsn)
+				samples <- sample{uint64(l), cp.Resume}
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		done <- nil
+	}()
+	w := newWorkload(conn, 3)
+	w.run(t, 200)
+	waitSync(t, conn, r.read, 1)
+	time.Sleep(500 * time.Millisecond) // idle: heartbeats advance the slot
+	cancel()
+	if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	n, advanced := 0, 0
+	var first uint64
+	for s := range samples {
+		if s.slot > s.checkpoint {
+			t.Fatalf("slot confirmed %X past the checkpoint %X", s.slot, s.checkpoint)
+		}
+		if n == 0 {
+			first = s.slot
+		} else if s.slot > first {
+			advanced++
+		}
+		n++
+	}
+	if n < 20 || advanced == 0 {
+		t.Fatalf("%d samples, %d after the slot advanced: the check saw too little", n, advanced)
+	}
+	t.Logf("%d samples, slot never ahead of the checkpoint", n)
+}
+
+// TestPostgresRestart restarts PostgreSQL mid-stream: tilefeed reconnects
+// and the features still equal SQL.
+func TestPostgresRestart(t *testing.T) {
+	conn, db := newDB(t)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	r := startRuntime(t, c)
+	defer r.stop(t)
+	w := newWorkload(conn, 4)
+	w.run(t, 100)
+	ctx := context.Background()
+	if err := cluster.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	if conn, err = reconnect(ctx, db); err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	w.conn = conn
+	w.run(t, 100)
+	waitSync(t, conn, r.read, 1)
+	verify(t, conn, r.read, time.Now(), w.cards)
+}
+
+// TestSlotDropped: a slot dropped behind tilefeed's back is a fatal error
+// that names the slot and what to do, never a silent fresh start.
+func TestSlotDropped(t *testing.T) {
+	conn, db := newDB(t)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	r := startRuntime(t, c)
+	w := newWorkload(conn, 5)
+	w.run(t, 20)
+	waitSync(t, conn, r.read, 1)
+	r.stop(t)
+	if _, err := conn.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", c.Postgres.SlotName); err != nil {
+		t.Fatal(err)
+	}
+	st := openStore(t, c)
+	defer st.Close()
+	cp, _, _, err := connector.LoadCheckpoint(context.Background(), st, c.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, _ := transform.Compile(c.Features)
+	src := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()))
+	err = src.Setup(context.Background(), engine, cp.Resume)
+	if !errors.Is(err, postgres.ErrSlotLost) || !strings.Contains(err.Error(), c.Postgres.SlotName) {
+		t.Fatalf("want ErrSlotLost naming the slot, got %v", err)
+	}
+}
