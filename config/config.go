@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"sort"
@@ -49,6 +50,9 @@ type Postgres struct {
 	// durable and acknowledged (heartbeat.interval.ms; 0 in Debezium turns
 	// heartbeats off, here it means the default of 10s).
 	HeartbeatInterval time.Duration
+	// HeartbeatActionQuery is run on the source at every heartbeat
+	// (heartbeat.action.query).
+	HeartbeatActionQuery string
 	// ReplicaIdentityAutoset maps a table to the REPLICA IDENTITY tilefeed
 	// sets on it at startup (replica.identity.autoset.values).
 	ReplicaIdentityAutoset map[string]string
@@ -124,6 +128,11 @@ type Runtime struct {
 	BatchMax      int // most changes in one sink write
 	QueueMax      int // most changes read ahead of the sink
 	CacheEntities int // most entity records kept decoded in memory
+	// ErrorsTolerance is "none" (stop on a bad change) or "all"
+	// (dead-letter it and continue).
+	ErrorsTolerance string
+	DeadLetterSet   string // set receiving dead-lettered changes
+	ErrorsLog       bool   // log each dead-lettered change
 }
 
 // Secret is a string that prints as "******".
@@ -133,6 +142,21 @@ func (Secret) String() string { return "******" }
 
 // GoString keeps %#v from printing the secret too.
 func (Secret) GoString() string { return `"******"` }
+
+// Format masks the secret under every verb: without it a mistaken verb
+// (%d, %t, …) prints the raw string, because fmt's bad-verb path does not
+// call String.
+func (s Secret) Format(f fmt.State, verb rune) {
+	if verb == 'q' || (verb == 'v' && f.Flag('#')) {
+		fmt.Fprint(f, s.GoString())
+		return
+	}
+	fmt.Fprint(f, s.String())
+}
+
+// MarshalJSON masks the secret in JSON too (encoding/json, slog's
+// JSONHandler).
+func (s Secret) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
 
 // Feature is one feature group: records keyed by Entity, filled from Table.
 type Feature struct {
@@ -242,12 +266,13 @@ func Parse(data []byte, getenv func(string) string) (*Connector, error) {
 		v.addf("name", "%q: use letters, digits, '.', '_' and '-' only", c.Name)
 	}
 	applyProperties(c, strs, prefix, v)
+	var broken map[int]bool
 	if raw, ok := top["features"]; ok {
-		c.Features = decodeFeatures(raw, v)
+		c.Features, broken = decodeFeatures(raw, v)
 	} else {
 		v.addf("features", "is required: a connector without features writes nothing")
 	}
-	validateFeatures(c, v)
+	validateFeatures(c, broken, v)
 	if err := v.err(); err != nil {
 		return nil, err
 	}
@@ -368,11 +393,12 @@ func ParseDuration(s string) (time.Duration, error) {
 	}
 	if n := len(s); s[n-1] == 'd' || s[n-1] == 'w' {
 		k, err := strconv.Atoi(s[:n-1])
-		if err == nil && k >= 0 {
-			unit := 24 * time.Hour
-			if s[n-1] == 'w' {
-				unit *= 7
-			}
+		unit := 24 * time.Hour
+		if s[n-1] == 'w' {
+			unit *= 7
+		}
+		// The bound keeps k*unit from overflowing into a negative Duration.
+		if err == nil && k >= 0 && int64(k) <= math.MaxInt64/int64(unit) {
 			return time.Duration(k) * unit, nil
 		}
 		return 0, fmt.Errorf("%q is not a duration", s)

@@ -22,4 +22,5 @@ const (
 	DefaultStatusInterval   = 10 * time.Second
 	DefaultIdleCheckpoint   = 10 * time.Second
 	DefaultAerospikeTimeout = 5 * time.Second
+	DefaultDeadLetterSet    = "_dead_letters"
 )

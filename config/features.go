@@ -20,12 +20,16 @@ var (
 	aggregationKeys = map[string]bool{"name": true, "function": true, "column": true, "window": true, "tile": true}
 )
 
-func decodeFeatures(raw json.RawMessage, v *validator) []Feature {
+// decodeFeatures decodes the feature groups. A group that does not decode
+// is reported, kept in place (so the indexes of the groups after it still
+// match the file) and marked broken, so validation skips it.
+func decodeFeatures(raw json.RawMessage, v *validator) ([]Feature, map[int]bool) {
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
 		v.addf("features", "must be an array of feature groups")
-		return nil
+		return nil, nil
 	}
+	broken := map[int]bool{}
 	out := make([]Feature, 0, len(items))
 	for i, item := range items {
 		path := fmt.Sprintf("features[%d]", i)
@@ -34,6 +38,8 @@ func decodeFeatures(raw json.RawMessage, v *validator) []Feature {
 		d := json.NewDecoder(bytes.NewReader(item))
 		if err := d.Decode(&f); err != nil {
 			v.addf(path, "%v", err)
+			broken[i] = true
+			out = append(out, f)
 			continue
 		}
 		var aggs struct {
@@ -46,7 +52,7 @@ func decodeFeatures(raw json.RawMessage, v *validator) []Feature {
 		}
 		out = append(out, f)
 	}
-	return out
+	return out, broken
 }
 
 func unknownKeys(raw json.RawMessage, allowed map[string]bool, path string, v *validator) {
@@ -61,9 +67,12 @@ func unknownKeys(raw json.RawMessage, allowed map[string]bool, path string, v *v
 	}
 }
 
-func validateFeatures(c *Connector, v *validator) {
+func validateFeatures(c *Connector, broken map[int]bool, v *validator) {
 	groups := map[string]bool{}
 	for i := range c.Features {
+		if broken[i] {
+			continue
+		}
 		f := &c.Features[i]
 		path := fmt.Sprintf("features[%d]", i)
 		switch {

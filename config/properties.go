@@ -102,6 +102,14 @@ var Properties = []Property{
 			}
 			return nil
 		}},
+	{Name: "heartbeat.action.query", Debezium: true, Doc: "SQL run on the source database at every heartbeat (for example an INSERT into a heartbeat table), so a database whose captured tables are idle while others write still sends changes and the slot advances.",
+		set: func(c *Connector, v string) error { c.Postgres.HeartbeatActionQuery = v; return nil }},
+	{Name: "errors.tolerance", Default: "none", Doc: "`none`: a change a feature cannot use (NULL entity key or event time, a non-number to sum, a TRUNCATE) stops tilefeed with an error naming the table, position, column and value. `all`: the change goes to the dead-letter set with the reason, is counted in `tilefeed_dead_letters_total`, and tilefeed continues.",
+		set: func(c *Connector, v string) error { c.Runtime.ErrorsTolerance = v; return oneOf(v, "none", "all") }},
+	{Name: "errors.deadletter.set", Default: DefaultDeadLetterSet, Doc: "Set (in the sink) that receives dead-lettered changes under `errors.tolerance=all`, one record per change keyed `<connector>/<position>`.",
+		set: func(c *Connector, v string) error { c.Runtime.DeadLetterSet = v; return required(v) }},
+	{Name: "errors.log.enable", Default: "true", Doc: "Log every dead-lettered change (table, position, reason; never row values) at WARN.",
+		set: func(c *Connector, v string) error { return setBool(&c.Runtime.ErrorsLog, v) }},
 	{Name: "replica.identity.autoset.values", Debezium: true, Doc: "`schema.table:FULL,…`: REPLICA IDENTITY tilefeed sets at startup (FULL, DEFAULT or INDEX name). Aggregated tables need FULL.",
 		set: func(c *Connector, v string) error {
 			c.Postgres.ReplicaIdentityAutoset = map[string]string{}
@@ -172,7 +180,7 @@ var debeziumIgnored = map[string]bool{
 	"slot.drop.on.stop": true, "slot.stream.params": true, "slot.max.retries": true,
 	"slot.retry.delay.ms": true, "status.update.interval.ms": true, "max.batch.size": true,
 	"max.queue.size": true, "max.queue.size.in.bytes": true, "poll.interval.ms": true,
-	"provide.transaction.metadata": true, "heartbeat.action.query": true, "snapshot.fetch.size": true,
+	"provide.transaction.metadata": true, "snapshot.fetch.size": true,
 	"snapshot.lock.timeout.ms": true, "snapshot.select.statement.overrides": true,
 	"event.processing.failure.handling.mode": true, "schema.name.adjustment.mode": true,
 	"field.name.adjustment.mode": true, "money.fraction.digits": true, "errors.max.retries": true,
@@ -180,8 +188,7 @@ var debeziumIgnored = map[string]bool{
 	"signal.data.collection": true, "unavailable.value.placeholder": true, "flush.lsn.source": true,
 	"topic.heartbeat.prefix": true, "topic.transaction": true, "topic.naming.strategy": true,
 	"column.propagate.source.type": true, "datatype.propagate.source.type": true,
-	"include.schema.comments": true, "lsn.flush.timeout.ms": true, "errors.tolerance": true,
-	"errors.log.enable": true, "errors.log.include.messages": true,
+	"include.schema.comments": true, "lsn.flush.timeout.ms": true,
 }
 
 func applyProperties(c *Connector, strs map[string]string, prefix string, v *validator) {

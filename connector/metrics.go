@@ -19,6 +19,7 @@ type Metrics struct {
 	SlotLagBytes    prometheus.Gauge
 	SourceConnected prometheus.Gauge
 	CacheEntities   prometheus.Gauge
+	DeadLetters     prometheus.Counter
 }
 
 // NewMetrics creates the catalog and registers it on reg.
@@ -52,8 +53,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the replication connection is up."}),
 		CacheEntities: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_cache_entities",
 			Help: "Entity records held decoded in memory."}),
+		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_dead_letters_total",
+			Help: "Changes a feature group could not use, written to the dead-letter set (errors.tolerance=all)."}),
 	}
-	reg.MustRegister(m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
+	reg.MustRegister(m.DeadLetters, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
 		m.SlotLagBytes, m.SourceConnected, m.CacheEntities)
 	return m

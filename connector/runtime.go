@@ -2,6 +2,7 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -40,6 +41,12 @@ type Options struct {
 	IdleCheckpoint time.Duration // how often progress on an idle stream is made durable
 	// StopTimeout bounds the final batch after a stop was asked for.
 	StopTimeout time.Duration
+	// DeadLetterSet, when set, turns a change a feature group cannot use
+	// into a record in this set (errors.tolerance=all) instead of a fatal
+	// error (errors.tolerance=none).
+	DeadLetterSet string
+	// LogDeadLetters logs each dead-lettered change at WARN.
+	LogDeadLetters bool
 }
 
 // Checkpoint is the connector's durable progress, stored in the sink.
@@ -48,7 +55,10 @@ type Checkpoint struct {
 	Pos change.Position
 	// Resume is where the source restarts: the end of the last transaction
 	// (or idle heartbeat) whose changes are all durable.
-	Resume  uint64
+	Resume uint64
+	// Changes counts the row changes applied since the first start: each
+	// exactly once, however often a crash made tilefeed read them again.
+	Changes int64
 	Written time.Time
 }
 
@@ -85,6 +95,7 @@ type Status struct {
 	LastError    string                 `json:"last_error,omitempty"`
 	Groups       map[string]GroupStatus `json:"groups"`
 	ChangesTotal int64                  `json:"changes_applied"`
+	DeadLetters  int64                  `json:"dead_letters"`
 }
 
 // GroupStatus counts one feature group's work.
@@ -155,8 +166,9 @@ func LoadCheckpoint(ctx context.Context, store Store, name string) (cp Checkpoin
 	ord, _ := r.Bins["ord"].(int64)
 	resume, _ := r.Bins["resume"].(int64)
 	written, _ := r.Bins["written"].(int64)
+	changes, _ := r.Bins["changes"].(int64)
 	cp = Checkpoint{Pos: change.Position{LSN: uint64(lsn), Ordinal: uint32(ord)}, Resume: uint64(resume),
-		Written: time.UnixMicro(written).UTC()}
+		Changes: changes, Written: time.UnixMicro(written).UTC()}
 	return cp, r.Gen, true, nil
 }
 
@@ -265,6 +277,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	next := r.cp
 	var lastCommit time.Time
 	var updates []transform.Update
+	var deadLetters []sink.Record
 	reads := map[string]int{}
 	for i := range batch {
 		ev := &batch[i]
@@ -289,10 +302,17 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 			continue
 		}
 		reads[ev.Table]++
+		next.Changes++
+		n := len(updates)
 		var err error
 		if updates, err = r.engine.Plan(ev, updates); err != nil {
+			updates = updates[:n] // nothing of a bad change is applied
 			r.metrics.Errors.WithLabelValues("data").Inc()
-			return fmt.Errorf("%w: %w", ErrFatal, err)
+			var de *transform.DataError
+			if r.opts.DeadLetterSet == "" || !errors.As(err, &de) {
+				return fmt.Errorf("%w: %w", ErrFatal, err)
+			}
+			deadLetters = append(deadLetters, r.deadLetter(ev, de))
 		}
 	}
 	for t, n := range reads {
@@ -310,7 +330,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	}
 
 	for attempt := 0; ; attempt++ {
-		res, err := r.write(ctx, updates, next)
+		res, err := r.write(ctx, updates, deadLetters, next)
 		if err == nil {
 			r.done(start, len(batch), updates, next, lastCommit, reads, res)
 			return nil
@@ -336,7 +356,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 // write applies updates to the records they touch and writes them, then
 // writes the checkpoint. On any failure the touched records leave the
 // cache, so a retry starts again from what the store holds.
-func (r *Runtime) write(ctx context.Context, updates []transform.Update, next Checkpoint) (*outcome, error) {
+func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLetters []sink.Record, next Checkpoint) (*outcome, error) {
 	entries, err := r.load(ctx, updates)
 	if err != nil {
 		return nil, err
@@ -365,7 +385,7 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, next Ch
 			dirty = append(dirty, e)
 		}
 	}
-	recs := make([]sink.Record, len(dirty))
+	recs := make([]sink.Record, len(dirty), len(dirty)+len(deadLetters))
 	for i, e := range dirty {
 		ttl := r.engine.Group(e.key.Set).TTL
 		if e.state.IsEmpty() && (ttl == 0 || ttl > tombstoneTTL) {
@@ -374,6 +394,14 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, next Ch
 		recs[i] = sink.Record{Key: e.key, Gen: e.gen, TTL: ttl, Bins: e.state.Bins()}
 		res.records[e.key.Set]++
 	}
+	// Dead letters are keyed by position, so a replay rewrites the same
+	// records: they expect nothing (Gen 0) only the first time.
+	dl, err := r.freshDeadLetters(ctx, deadLetters)
+	if err != nil {
+		r.dropAll(entries)
+		return nil, err
+	}
+	recs = append(recs, dl...)
 	if len(recs) > 0 {
 		if err := r.store.Put(ctx, recs); err != nil {
 			r.dropAll(entries)
@@ -383,6 +411,7 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, next Ch
 			e.gen = recs[i].Gen
 		}
 	}
+	res.deadLetters = len(dl)
 	if err := r.saveCheckpoint(ctx, next); err != nil {
 		return nil, err
 	}
@@ -391,8 +420,9 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, next Ch
 
 // outcome is what one durable batch did, per feature group.
 type outcome struct {
-	stats   map[string]transform.Stats
-	records map[string]int64
+	stats       map[string]transform.Stats
+	records     map[string]int64
+	deadLetters int
 }
 
 // tombstoneTTL is how long a record whose entity has nothing left is kept:
@@ -444,7 +474,7 @@ func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
 	cp.Written = time.Now().UTC()
 	rec := []sink.Record{{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: map[string]any{
 		"lsn": int64(cp.Pos.LSN), "ord": int64(cp.Pos.Ordinal), "resume": int64(cp.Resume),
-		"written": cp.Written.UnixMicro(),
+		"changes": cp.Changes, "written": cp.Written.UnixMicro(),
 	}}}
 	if err := r.store.Put(ctx, rec); err != nil {
 		if errors.Is(err, sink.ErrConflict) {
@@ -458,6 +488,12 @@ func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
 	r.cpGen = rec[0].Gen
 	r.cp = cp
 	r.lastCkp = time.Now()
+	// The status shows the checkpoint before the source is told of it, so a
+	// reader of the status never sees the slot ahead of it.
+	r.setStatus(func(s *Status) {
+		s.Durable, s.ResumeLSN, s.LastDurable = cp.Pos.String(), change.FormatLSN(cp.Resume), cp.Written
+		s.ChangesTotal = cp.Changes
+	})
 	return nil
 }
 
@@ -474,10 +510,8 @@ func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Ch
 		lag = now.Sub(lastCommit).Seconds()
 		m.CommitToDurable.Observe(lag)
 	}
-	var total int64
 	for t, n := range reads {
 		m.ChangesApplied.WithLabelValues(t).Add(float64(n))
-		total += int64(n)
 	}
 	changes := map[string]int64{}
 	for i := range updates {
@@ -491,13 +525,13 @@ func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Ch
 	for g, n := range res.records {
 		m.RecordsWritten.WithLabelValues(g).Add(float64(n))
 	}
+	m.DeadLetters.Add(float64(res.deadLetters))
 	r.setStatus(func(s *Status) {
 		s.State, s.SinkOK, s.LastError = "running", true, ""
-		s.Durable, s.ResumeLSN, s.LastDurable = cp.Pos.String(), change.FormatLSN(cp.Resume), now
+		s.DeadLetters += int64(res.deadLetters)
 		if lag > 0 {
 			s.LagSeconds = lag
 		}
-		s.ChangesTotal += total
 		for g := range s.Groups {
 			gs := s.Groups[g]
 			gs.Changes += changes[g]
@@ -532,4 +566,74 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// deadLetter turns a change a group cannot use into a dead-letter record:
+// where it came from, why it was refused, and the row images.
+func (r *Runtime) deadLetter(ev *change.Event, de *transform.DataError) sink.Record {
+	if r.opts.LogDeadLetters {
+		r.log.Warn("change dead-lettered", "table", ev.Table, "position", ev.Pos.String(), "group", de.Group,
+			"column", de.Column, "reason", de.Reason)
+	}
+	return sink.Record{
+		Key: sink.Key{Set: r.opts.DeadLetterSet, ID: r.name + "/" + ev.Pos.String()},
+		Bins: map[string]any{
+			"connector": r.name, "table": ev.Table, "op": ev.Op.String(), "lsn": int64(ev.Pos.LSN),
+			"ord": int64(ev.Pos.Ordinal), "group": de.Group, "column": de.Column, "reason": de.Reason,
+			"error": de.Error(), "before": rowJSON(ev.Before), "after": rowJSON(ev.After),
+			"commit_ts": ev.CommitTime.UnixMicro(),
+		},
+	}
+}
+
+// freshDeadLetters drops dead letters already stored (a replay).
+func (r *Runtime) freshDeadLetters(ctx context.Context, recs []sink.Record) ([]sink.Record, error) {
+	if len(recs) == 0 {
+		return nil, nil
+	}
+	keys := make([]sink.Key, len(recs))
+	for i := range recs {
+		keys[i] = recs[i].Key
+	}
+	have, err := r.store.Get(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read dead letters: %w", err)
+	}
+	out := recs[:0:0]
+	for i, h := range have {
+		if h.Gen == 0 {
+			out = append(out, recs[i])
+		}
+	}
+	return out, nil
+}
+
+func rowJSON(row change.Row) string {
+	if row == nil {
+		return ""
+	}
+	m := make(map[string]any, len(row))
+	for k, v := range row {
+		m[k] = transform.JSONValue(v)
+		if v == change.Unchanged {
+			m[k] = "__unchanged_toast"
+		}
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Sprintf("%v", row)
+	}
+	return string(b)
+}
+
+// Ready reports why the runtime cannot serve fresh features, or nil.
+func (r *Runtime) Ready() error {
+	s := r.Status()
+	switch {
+	case s.State == "failed":
+		return fmt.Errorf("stopped: %s", s.LastError)
+	case !s.SinkOK:
+		return fmt.Errorf("sink: %s", s.LastError)
+	}
+	return nil
 }

@@ -273,6 +273,16 @@ func (g *Group) plan(ev *change.Event, commit int64, dst []Update) ([]Update, er
 			return dst, err
 		}
 	}
+	if oldIn {
+		if err := g.checkValues(ev, oldRow); err != nil {
+			return dst, err
+		}
+	}
+	if newIn {
+		if err := g.checkValues(ev, newRow); err != nil {
+			return dst, err
+		}
+	}
 	u := Update{Group: g, Pos: ev.Pos, Commit: commit}
 	if oldIn {
 		u.Old = oldRow
@@ -395,6 +405,38 @@ func filterValue(v any) any {
 		return nil
 	}
 	return v
+}
+
+// checkValues makes sure, before any state changes, that every value the
+// group's aggregates read from row is usable, so that Apply cannot fail
+// halfway through an update.
+func (g *Group) checkValues(ev *change.Event, row change.Row) error {
+	for _, sc := range g.scales {
+		for _, cols := range [][]string{sc.counts, sc.sums, sc.vals, sc.timed} {
+			for _, col := range cols {
+				if row[col] == change.Unchanged {
+					return g.dataErr(ev, col, nil, "is an unchanged TOAST value the source did not send; set REPLICA IDENTITY FULL so the old value is known")
+				}
+			}
+		}
+		for _, col := range sc.sums {
+			if v := row[col]; v != nil {
+				if _, ok := toDecimal(v); !ok {
+					return g.dataErr(ev, col, v, "is not a finite number, so it cannot be summed")
+				}
+			}
+		}
+		for _, cols := range [][]string{sc.vals, sc.timed} {
+			for _, col := range cols {
+				if v := row[col]; v != nil {
+					if _, err := encodeValue(v); err != nil {
+						return g.dataErr(ev, col, v, err.Error())
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 func (g *Group) entity(ev *change.Event, row change.Row) ([]string, error) {

@@ -27,6 +27,8 @@ type Options struct {
 	StatusInterval time.Duration
 	// LagInterval is how often the slot's lag is measured; 0 turns it off.
 	LagInterval time.Duration
+	// HeartbeatInterval is how often the heartbeat action query runs.
+	HeartbeatInterval time.Duration
 }
 
 // Source streams one replication slot.
@@ -99,6 +101,12 @@ func (s *Source) Stream(ctx context.Context, resume uint64, out chan<- change.Ev
 		defer stop()
 		wg.Add(1)
 		go func() { defer wg.Done(); s.watchLag(lagCtx) }()
+	}
+	if s.cfg.HeartbeatActionQuery != "" && s.opts.HeartbeatInterval > 0 {
+		hbCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		wg.Add(1)
+		go func() { defer wg.Done(); s.heartbeatAction(hbCtx) }()
 	}
 	st := &stream{Source: s, out: out, from: resume}
 	for attempt := 0; ; attempt++ {
@@ -175,7 +183,10 @@ func (st *stream) run(ctx context.Context) error {
 		// or idle, so the slot advances as the runtime makes data durable.
 		select {
 		case <-ticker.C:
-			if err := st.sendStatus(ctx, conn, false); err != nil {
+			// Outside a transaction, ask for a keepalive back: it carries
+			// the server's position, which becomes a heartbeat, so the
+			// slot advances while the captured tables are idle.
+			if err := st.sendStatus(ctx, conn, !inTx); err != nil {
 				return err
 			}
 		default:
@@ -334,6 +345,39 @@ func (s *Source) watchLag(ctx context.Context) {
 		}
 		if lag != nil {
 			s.metrics.SlotLagBytes.Set(float64(*lag))
+		}
+	}
+}
+
+// heartbeatAction runs heartbeat.action.query every heartbeat interval, so
+// a database whose captured tables are idle still produces changes.
+func (s *Source) heartbeatAction(ctx context.Context) {
+	t := time.NewTicker(s.opts.HeartbeatInterval)
+	defer t.Stop()
+	var conn *pgx.Conn
+	defer func() {
+		if conn != nil {
+			conn.Close(context.WithoutCancel(ctx))
+		}
+	}()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if conn == nil {
+			c, err := pgx.Connect(ctx, s.cfg.ConnString())
+			if err != nil {
+				continue
+			}
+			conn = c
+		}
+		if _, err := conn.Exec(ctx, s.cfg.HeartbeatActionQuery); err != nil && ctx.Err() == nil {
+			s.metrics.Errors.WithLabelValues("heartbeat").Inc()
+			s.log.Warn("heartbeat.action.query failed", "err", err)
+			conn.Close(ctx)
+			conn = nil
 		}
 	}
 }

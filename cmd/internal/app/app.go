@@ -104,13 +104,13 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	if err != nil {
 		return err
 	}
-	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second}, log, metrics)
+	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, metrics)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		return err
 	}
 	rt := connector.New(c.Name, src, st, engine, log, metrics, connector.Options{
 		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities,
-		IdleCheckpoint: c.Postgres.HeartbeatInterval,
+		IdleCheckpoint: c.Postgres.HeartbeatInterval, DeadLetterSet: deadLetterSet(c), LogDeadLetters: c.Runtime.ErrorsLog,
 	})
 	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st}, reg,
 		func() any {
@@ -120,12 +120,11 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 				"connected": src.Connected()}, "sink": map[string]any{"kind": c.Sink.Kind, "where": Where(c)}}
 		},
 		func() error {
-			s := rt.Status()
-			switch {
-			case !src.Connected():
+			if err := rt.Ready(); err != nil {
+				return fmt.Errorf("%s (%s)", err, c.Sink.Kind)
+			}
+			if !src.Connected() {
 				return fmt.Errorf("source: not connected to replication slot %q", c.Postgres.SlotName)
-			case !s.SinkOK:
-				return fmt.Errorf("sink (%s): %s", c.Sink.Kind, s.LastError)
 			}
 			return nil
 		})
@@ -150,4 +149,11 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 		return nil
 	}
 	return runErr
+}
+
+func deadLetterSet(c *config.Connector) string {
+	if c.Runtime.ErrorsTolerance == "all" {
+		return c.Runtime.DeadLetterSet
+	}
+	return ""
 }
