@@ -3,7 +3,7 @@ GO      ?= go
 PKGS    := ./...
 BIN     := bin/tilefeed
 
-.PHONY: build test bench lint demo deps run reference
+.PHONY: build test bench lint demo deps chaos run reference
 
 build:
 	$(GO) build -o $(BIN) ./cmd/tilefeed
@@ -34,6 +34,11 @@ demo: deps
 deps:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || \
 		{ echo "installing postgresql-15"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; }
+
+# The crash suite's long mode: 100 SIGKILLs in every phase under load
+# (CI runs 25 as part of make test). TILEFEED_SEED=… replays a run.
+chaos: deps
+	TILEFEED_CHAOS_KILLS=$${TILEFEED_CHAOS_KILLS:-100} $(GO) test -count=1 -v -timeout 60m -run 'TestChaos$$' ./integration/
 
 run: build
 	$(BIN) run -c $(CONNECTOR)

@@ -199,6 +199,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.setStatus(func(s *Status) {
 		s.State, s.SinkOK = "running", true
 		s.Durable, s.ResumeLSN = r.cp.Pos.String(), change.FormatLSN(r.cp.Resume)
+		s.ChangesTotal = r.cp.Changes
 	})
 	r.src.Ack(r.cp.Resume)
 	r.lastCkp = time.Now()

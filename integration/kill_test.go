@@ -18,11 +18,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// buildBinary builds cmd/tilefeed once per test binary run.
+// buildBinary builds cmd/tilefeed as it ships (no race detector: the
+// in-process tests run under -race; these measure the real thing).
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "tilefeed")
-	cmd := exec.Command("go", "build", "-race", "-o", bin, "github.com/tilefeed/tilefeed/cmd/tilefeed")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/tilefeed/tilefeed/cmd/tilefeed")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -41,11 +42,7 @@ type process struct {
 
 func (p *process) start() {
 	p.t.Helper()
-	p.cmd = exec.Command(p.bin, "run", "-c", p.file)
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
+	p.spawn(nil)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		resp, err := http.Get("http://" + p.listen + "/healthz")

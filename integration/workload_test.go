@@ -22,6 +22,10 @@ type workload struct {
 	live  []int64 // ids of live transactions rows
 	cards int
 	custs map[int]bool
+	// big adds, now and then, a transaction of up to 10,000 rows.
+	big bool
+	// changes counts the committed row changes to captured tables.
+	changes int64
 }
 
 func newWorkload(conn *pgx.Conn, seed uint64) *workload {
@@ -55,38 +59,70 @@ func (w *workload) status() string {
 // run executes n transactions.
 func (w *workload) run(t *testing.T, n int) {
 	t.Helper()
+	if err := w.runN(n); err != nil {
+		t.Fatalf("workload: %v", err)
+	}
+}
+
+// runN executes n transactions; it may run on another goroutine.
+func (w *workload) runN(n int) error {
 	ctx := context.Background()
 	for i := 0; i < n; i++ {
 		tx, err := w.conn.Begin(ctx)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		rollback := w.rng.IntN(15) == 0
 		ops := 1 + w.rng.IntN(12)
-		var added []int64
-		var removed []int64
+		var added, removed []int64
+		var changed int64
 		for j := 0; j < ops; j++ {
-			ids, gone, err := w.op(ctx, tx)
+			var ids, gone []int64
+			var n int64
+			if w.big && j == 0 && w.rng.IntN(40) == 0 {
+				ids, n, err = w.bigInsert(ctx, tx)
+			} else {
+				ids, gone, n, err = w.op(ctx, tx)
+			}
 			if err != nil {
-				t.Fatalf("workload: %v", err)
+				tx.Rollback(ctx)
+				return err
 			}
 			added = append(added, ids...)
 			removed = append(removed, gone...)
+			changed += n
 		}
 		if rollback {
 			if err := tx.Rollback(ctx); err != nil {
-				t.Fatal(err)
+				return err
 			}
 			continue
 		}
 		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
+			return err
 		}
+		w.changes += changed
 		w.live = append(w.live, added...)
 		for _, id := range removed {
 			w.remove(id)
 		}
 	}
+	return nil
+}
+
+// bigInsert inserts 1 to 10,000 rows in one statement.
+func (w *workload) bigInsert(ctx context.Context, tx pgx.Tx) ([]int64, int64, error) {
+	n := 1 + w.rng.IntN(10000)
+	r, err := tx.Query(ctx, `INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+		SELECT (g * 7 + $2) % $3, 'm' || (g % 8), ((g * 37 + $2) % 50000) / 100.0,
+		       CASE WHEN g % 6 = 0 THEN 'declined' ELSE 'approved' END,
+		       now() - make_interval(secs => (g * 7919 + $2) % 3456000)
+		FROM generate_series(1, $1) g RETURNING id`, n, w.rng.IntN(1000), w.cards)
+	if err != nil {
+		return nil, 0, err
+	}
+	ids, err := pgx.CollectRows(r, pgx.RowTo[int64])
+	return ids, int64(len(ids)), err
 }
 
 func (w *workload) remove(id int64) {
@@ -105,8 +141,9 @@ func (w *workload) pick() (int64, bool) {
 	return w.live[w.rng.IntN(len(w.live))], true
 }
 
-// op runs one statement; it returns ids inserted and ids deleted.
-func (w *workload) op(ctx context.Context, tx pgx.Tx) ([]int64, []int64, error) {
+// op runs one statement; it returns ids inserted, ids deleted and the
+// number of captured rows changed.
+func (w *workload) op(ctx context.Context, tx pgx.Tx) ([]int64, []int64, int64, error) {
 	now := time.Now()
 	switch p := w.rng.IntN(100); {
 	case p < 30: // single insert
@@ -114,7 +151,7 @@ func (w *workload) op(ctx context.Context, tx pgx.Tx) ([]int64, []int64, error) 
 		err := tx.QueryRow(ctx, `INSERT INTO transactions (card_id, merchant, amount, status, created_at)
 			VALUES ($1, $2, $3::numeric, $4, $5) RETURNING id`,
 			w.rng.IntN(w.cards), fmt.Sprint("m", w.rng.IntN(8)), w.amount(), w.status(), w.createdAt(now)).Scan(&id)
-		return []int64{id}, nil, err
+		return []int64{id}, nil, 1, err
 	case p < 45: // multi-row insert: one statement, many rows, one commit LSN
 		rows := 2 + w.rng.IntN(20)
 		var vals []string
@@ -126,64 +163,64 @@ func (w *workload) op(ctx context.Context, tx pgx.Tx) ([]int64, []int64, error) 
 		}
 		r, err := tx.Query(ctx, "INSERT INTO transactions (card_id, merchant, amount, status, created_at) VALUES "+strings.Join(vals, ",")+" RETURNING id", args...)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		ids, err := pgx.CollectRows(r, pgx.RowTo[int64])
-		return ids, nil, err
+		return ids, nil, int64(len(ids)), err
 	case p < 58: // amount changes
 		id, ok := w.pick()
 		if !ok {
-			return nil, nil, nil
+			return nil, nil, 0, nil
 		}
-		_, err := tx.Exec(ctx, "UPDATE transactions SET amount = $2::numeric WHERE id = $1", id, w.amount())
-		return nil, nil, err
+		tag, err := tx.Exec(ctx, "UPDATE transactions SET amount = $2::numeric WHERE id = $1", id, w.amount())
+		return nil, nil, tag.RowsAffected(), err
 	case p < 64: // entity key changes
 		id, ok := w.pick()
 		if !ok {
-			return nil, nil, nil
+			return nil, nil, 0, nil
 		}
-		_, err := tx.Exec(ctx, "UPDATE transactions SET card_id = $2 WHERE id = $1", id, w.rng.IntN(w.cards))
-		return nil, nil, err
+		tag, err := tx.Exec(ctx, "UPDATE transactions SET card_id = $2 WHERE id = $1", id, w.rng.IntN(w.cards))
+		return nil, nil, tag.RowsAffected(), err
 	case p < 70: // event time changes
 		id, ok := w.pick()
 		if !ok {
-			return nil, nil, nil
+			return nil, nil, 0, nil
 		}
-		_, err := tx.Exec(ctx, "UPDATE transactions SET created_at = $2 WHERE id = $1", id, w.createdAt(now))
-		return nil, nil, err
+		tag, err := tx.Exec(ctx, "UPDATE transactions SET created_at = $2 WHERE id = $1", id, w.createdAt(now))
+		return nil, nil, tag.RowsAffected(), err
 	case p < 76: // in and out of the filter
 		id, ok := w.pick()
 		if !ok {
-			return nil, nil, nil
+			return nil, nil, 0, nil
 		}
-		_, err := tx.Exec(ctx, "UPDATE transactions SET status = $2, merchant = $3 WHERE id = $1", id, w.status(), fmt.Sprint("m", w.rng.IntN(8)))
-		return nil, nil, err
+		tag, err := tx.Exec(ctx, "UPDATE transactions SET status = $2, merchant = $3 WHERE id = $1", id, w.status(), fmt.Sprint("m", w.rng.IntN(8)))
+		return nil, nil, tag.RowsAffected(), err
 	case p < 86: // delete
 		id, ok := w.pick()
 		if !ok {
-			return nil, nil, nil
+			return nil, nil, 0, nil
 		}
-		_, err := tx.Exec(ctx, "DELETE FROM transactions WHERE id = $1", id)
-		return nil, []int64{id}, err
+		tag, err := tx.Exec(ctx, "DELETE FROM transactions WHERE id = $1", id)
+		return nil, []int64{id}, tag.RowsAffected(), err
 	case p < 94: // customers: upsert or delete
 		id := w.rng.IntN(15)
 		if w.custs[id] && w.rng.IntN(3) == 0 {
 			delete(w.custs, id)
-			_, err := tx.Exec(ctx, "DELETE FROM customers WHERE id = $1", id)
-			return nil, nil, err
+			tag, err := tx.Exec(ctx, "DELETE FROM customers WHERE id = $1", id)
+			return nil, nil, tag.RowsAffected(), err
 		}
 		w.custs[id] = true
 		var age any = w.rng.IntN(80)
 		if w.rng.IntN(5) == 0 {
 			age = nil
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO customers VALUES ($1, $2, $3, $4)
+		tag, err := tx.Exec(ctx, `INSERT INTO customers VALUES ($1, $2, $3, $4)
 			ON CONFLICT (id) DO UPDATE SET name = excluded.name, country = excluded.country, age = excluded.age`,
 			id, fmt.Sprint("cust", w.rng.IntN(1000)), []string{"FR", "DE", "US", "JP"}[w.rng.IntN(4)], age)
-		return nil, nil, err
+		return nil, nil, tag.RowsAffected(), err
 	default: // a table no feature reads
 		_, err := tx.Exec(ctx, "INSERT INTO unrelated (v) VALUES ($1)", fmt.Sprint(w.rng.Int()))
-		return nil, nil, err
+		return nil, nil, 0, err // not captured when the publication is filtered
 	}
 }
 

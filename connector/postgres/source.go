@@ -29,6 +29,9 @@ type Options struct {
 	LagInterval time.Duration
 	// HeartbeatInterval is how often the heartbeat action query runs.
 	HeartbeatInterval time.Duration
+	// AfterStatus, when set, is called after each standby status update
+	// reaches the server (a fault-injection hook for the crash suite).
+	AfterStatus func()
 }
 
 // Source streams one replication slot.
@@ -287,6 +290,9 @@ func (st *stream) sendStatus(ctx context.Context, conn *pgconn.PgConn, reply boo
 	})
 	if err != nil {
 		return fmt.Errorf("send status update to slot %q: %w", st.cfg.SlotName, err)
+	}
+	if st.opts.AfterStatus != nil && durable != 0 {
+		st.opts.AfterStatus()
 	}
 	return nil
 }

@@ -89,11 +89,19 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	if err != nil {
 		return err
 	}
+	flt, err := parseFault()
+	if err != nil {
+		return err
+	}
 	st, err := OpenStore(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if flt != nil {
+		log.Warn("fault injection is on", "fault", os.Getenv(faultEnv))
+		st = faultStore{Store: st, f: flt}
+	}
 	log.Info("store open", "sink", c.Sink.Kind, "where", Where(c))
 
 	reg := prometheus.NewRegistry()
@@ -104,7 +112,8 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	if err != nil {
 		return err
 	}
-	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, metrics)
+	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
+		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") }}, log, metrics)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		return err
 	}
@@ -156,4 +165,11 @@ func deadLetterSet(c *config.Connector) string {
 		return c.Runtime.DeadLetterSet
 	}
 	return ""
+}
+
+// statusInterval is how often standby status goes to the server:
+// TILEFEED_STATUS_INTERVAL (a Go duration) for tests, else the default.
+func statusInterval() time.Duration {
+	d, _ := time.ParseDuration(os.Getenv("TILEFEED_STATUS_INTERVAL"))
+	return d
 }
