@@ -29,6 +29,11 @@ func decodeFeatures(raw json.RawMessage, v *validator) ([]Feature, map[int]bool)
 		v.addf("features", "must be an array of feature groups")
 		return nil, nil
 	}
+	if len(items) == 0 {
+		// [] or null: as useless as no features at all.
+		v.addf("features", "is required: a connector without features writes nothing")
+		return nil, nil
+	}
 	broken := map[int]bool{}
 	out := make([]Feature, 0, len(items))
 	for i, item := range items {

@@ -1,10 +1,12 @@
 package decode
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
@@ -58,9 +60,10 @@ var ErrProtocol = errors.New("pgoutput protocol violation")
 // appends the events it implies to dst: a row change, one truncate per
 // table, a Commit marker, or nothing (BEGIN, RELATION, TYPE, ORIGIN).
 func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, error) {
-	msg, err := pglogrepl.Parse(data)
+	msg, err := parse(data)
 	if err != nil {
-		return dst, fmt.Errorf("parse pgoutput message: %w", err)
+		// The same bytes would come again after a reconnect: not retryable.
+		return dst, fmt.Errorf("%w: parse pgoutput %s: %w", ErrProtocol, messageName(data), err)
 	}
 	switch m := msg.(type) {
 	case *pglogrepl.RelationMessage:
@@ -118,11 +121,14 @@ func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, erro
 		}
 		return append(dst, d.event(change.Delete, rel, before, nil)), nil
 	case *pglogrepl.TruncateMessage:
-		for _, id := range m.RelationIDs {
-			rel, err := d.relation(id)
-			if err != nil {
+		// All relations first, so an error appends nothing.
+		rels := make([]*relation, len(m.RelationIDs))
+		for i, id := range m.RelationIDs {
+			if rels[i], err = d.relation(id); err != nil {
 				return dst, err
 			}
+		}
+		for _, rel := range rels {
 			dst = append(dst, d.event(change.Truncate, rel, nil, nil))
 		}
 	}
@@ -184,16 +190,133 @@ func (d *PgOutput) tuple(rel *relation, t *pglogrepl.TupleData, keyOnly bool) (c
 	return row, nil
 }
 
+// parse is pglogrepl.Parse made safe for malformed input. Parse indexes
+// its input without bounds checks, so a short message panics inside it:
+// checkLengths first rejects the lengths it would allocate gigabytes by,
+// and recover turns the remaining panics into errors.
+func parse(data []byte) (msg pglogrepl.Message, err error) {
+	if err := checkLengths(data); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			msg, err = nil, fmt.Errorf("malformed: %v", r)
+		}
+	}()
+	return pglogrepl.Parse(data)
+}
+
+// messageName names a pgoutput message by its type byte, for errors.
+func messageName(data []byte) string {
+	if len(data) == 0 {
+		return "empty message"
+	}
+	return pglogrepl.MessageType(data[0]).String() + " message"
+}
+
+var errShort = errors.New("message ends early")
+
+// checkLengths checks the lengths that pglogrepl.Parse allocates by before
+// it reads the bytes: a TRUNCATE's relation count and a tuple column's
+// length. A corrupt length would otherwise allocate up to 16 GiB.
+func checkLengths(data []byte) error {
+	if len(data) == 0 {
+		return errShort
+	}
+	b := data[1:]
+	switch data[0] {
+	case 'T':
+		if len(b) < 5 {
+			return errShort
+		}
+		if n := uint64(binary.BigEndian.Uint32(b)); n*4 > uint64(len(b)-5) {
+			return fmt.Errorf("%d relations in %d bytes", n, len(b)-5)
+		}
+	case 'I':
+		if len(b) < 5 {
+			return errShort
+		}
+		_, err := checkTuple(b[5:])
+		return err
+	case 'U':
+		if len(b) < 5 {
+			return errShort
+		}
+		kind := b[4]
+		b = b[5:]
+		if kind == 'K' || kind == 'O' {
+			n, err := checkTuple(b)
+			if err != nil {
+				return err
+			}
+			if n >= len(b) {
+				return errShort
+			}
+			b = b[n+1:] // the 'N' of the new tuple
+		}
+		_, err := checkTuple(b)
+		return err
+	case 'D':
+		if len(b) < 5 {
+			return errShort
+		}
+		_, err := checkTuple(b[5:])
+		return err
+	}
+	return nil
+}
+
+// checkTuple checks the column lengths of TupleData and returns its size.
+func checkTuple(b []byte) (int, error) {
+	if len(b) < 2 {
+		return 0, errShort
+	}
+	n, off := int(binary.BigEndian.Uint16(b)), 2
+	for range n {
+		if off >= len(b) {
+			return 0, errShort
+		}
+		kind := b[off]
+		off++
+		if kind != 't' && kind != 'b' {
+			continue
+		}
+		if len(b)-off < 4 {
+			return 0, errShort
+		}
+		l := uint64(binary.BigEndian.Uint32(b[off:]))
+		off += 4
+		if l > uint64(len(b)-off) {
+			return 0, fmt.Errorf("column of %d bytes in %d", l, len(b)-off)
+		}
+		off += int(l)
+	}
+	return off, nil
+}
+
 // DecodeText decodes a value in PostgreSQL's text format into the value
 // types of change.Row. Types pgx does not know come back as text.
 func DecodeText(types *pgtype.Map, oid uint32, data []byte) (any, error) {
 	switch oid {
 	case pgtype.JSONOID, pgtype.JSONBOID:
 		return json.RawMessage(append([]byte{}, data...)), nil
+	case pgtype.QCharOID: // pgx would make "char" a rune, a number
+		return string(data), nil
+	case pgtype.NumericOID:
+		// Straight from the text, so the value keeps the scale PostgreSQL
+		// sent: pgx would turn 100 into 1E+2.
+		v, _, err := apd.NewFromString(string(data))
+		if err != nil {
+			return nil, fmt.Errorf("decode numeric value %q: %w", truncate(data), err)
+		}
+		return v, nil
 	}
 	typ, ok := types.TypeForOID(oid)
 	if !ok {
 		return string(data), nil
+	}
+	if ac, ok := typ.Codec.(*pgtype.ArrayCodec); ok {
+		return decodeArray(types, oid, ac.ElementType.OID, data)
 	}
 	v, err := typ.Codec.DecodeValue(types, oid, pgtype.TextFormatCode, data)
 	if err != nil {
@@ -213,12 +336,11 @@ func normalize(v any, oid uint32, text []byte) (any, error) {
 	case uint32:
 		return int64(x), nil
 	case float32:
-		// Through the text PostgreSQL sent, so 0.1::real stays 0.1.
+		// Through the text PostgreSQL sent, so 0.1::real stays 0.1
+		// rather than 0.10000000149011612.
 		return parseFloatText(text, float64(x)), nil
 	case time.Time:
 		return x.UTC(), nil
-	case pgtype.Numeric:
-		return numericDecimal(x)
 	case [16]byte:
 		return fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]), nil
 	case pgtype.InfinityModifier:
@@ -233,41 +355,36 @@ func normalize(v any, oid uint32, text []byte) (any, error) {
 		return string(text), nil
 	case netip.Prefix:
 		return string(text), nil
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			n, err := normalize(e, 0, nil)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = n
-		}
-		return out, nil
-	}
-	if text == nil {
-		return fmt.Sprint(v), nil
 	}
 	return string(text), nil
 }
 
-func numericDecimal(n pgtype.Numeric) (any, error) {
-	switch {
-	case !n.Valid:
-		return nil, nil
-	case n.NaN:
-		return &apd.Decimal{Form: apd.NaN}, nil
-	case n.InfinityModifier == pgtype.Infinity:
-		return &apd.Decimal{Form: apd.Infinite}, nil
-	case n.InfinityModifier == pgtype.NegativeInfinity:
-		return &apd.Decimal{Form: apd.Infinite, Negative: true}, nil
+// decodeArray decodes an array element by element through DecodeText, so
+// an element comes out as the same value would alone: 0.1 in a real[]
+// stays 0.1, and intervals with months, inet, time and json keep their
+// text. Multi-dimensional arrays are flattened in row-major order.
+func decodeArray(types *pgtype.Map, oid, elem uint32, data []byte) (any, error) {
+	var texts pgtype.FlatArray[*string]
+	if err := types.Scan(oid, pgtype.TextFormatCode, data, &texts); err != nil {
+		return nil, fmt.Errorf("decode array %q: %w", truncate(data), err)
 	}
-	coeff := new(apd.BigInt).SetMathBigInt(n.Int)
-	return apd.NewWithBigInt(coeff, n.Exp), nil
+	out := make([]any, len(texts))
+	for i, s := range texts {
+		if s == nil {
+			continue
+		}
+		v, err := DecodeText(types, elem, []byte(*s))
+		if err != nil {
+			return nil, fmt.Errorf("array element %d: %w", i+1, err)
+		}
+		out[i] = v
+	}
+	return out, nil
 }
 
 func parseFloatText(text []byte, fallback float64) float64 {
-	var f float64
-	if _, err := fmt.Sscan(string(text), &f); err == nil {
+	// ParseFloat reads PostgreSQL's Infinity, -Infinity and NaN too.
+	if f, err := strconv.ParseFloat(string(text), 64); err == nil {
 		return f
 	}
 	return fallback

@@ -167,7 +167,7 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 	}
 	rt := connector.New(c.Name, src, st, engine, log, m, connector.Options{
 		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: 50,
-		IdleCheckpoint: c.Postgres.HeartbeatInterval})
+		IdleCheckpoint: c.Postgres.HeartbeatInterval, DeadLetterSet: deadLetterSet(c), LogDeadLetters: true})
 	r := &runtime{rt: rt, reader: &serve.Reader{Engine: engine, Store: st}, store: st, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- rt.Run(ctx) }()
 	return r
@@ -302,4 +302,11 @@ func reconnect(ctx context.Context, db string) (*pgx.Conn, error) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func deadLetterSet(c *config.Connector) string {
+	if c.Runtime.ErrorsTolerance == "all" {
+		return c.Runtime.DeadLetterSet
+	}
+	return ""
 }

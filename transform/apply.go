@@ -70,6 +70,12 @@ func (g *Group) project(st *State, u *Update) error {
 			row[col] = s
 		}
 	}
+	if len(row) == 0 {
+		// NULLs are stored as no bin, so a stored record cannot tell an
+		// all-NULL row from no row; keep the decoded state the same, or
+		// IsEmpty would change across a store round trip.
+		row = nil
+	}
 	st.Row = row
 	return nil
 }
