@@ -488,6 +488,8 @@ func TestParseErrors(t *testing.T) {
 			agg(f, 0, 1)["tile"] = "1m"
 			return f
 		}, path: "features[0].aggregations[1].tile", fragments: []string{"a tile needs a window"}},
+		{name: "windowed aggregate without a time column", edit: func(p map[string]any, f []any) []any { delete(feature(f, 0), "time"); return f },
+			path: "features[0].time", fragments: []string{"is required for windowed aggregates and first/last"}},
 		{name: "unknown function", edit: func(p map[string]any, f []any) []any { agg(f, 0, 1)["function"] = "median"; return f },
 			path: "features[0].aggregations[1].function", fragments: []string{`"median" is not a function`}},
 		{name: "sum without column", edit: func(p map[string]any, f []any) []any { delete(agg(f, 0, 1), "column"); return f },

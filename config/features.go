@@ -117,6 +117,14 @@ func validateFeatures(c *Connector, broken map[int]bool, v *validator) {
 				v.addf(path+".ttl", "%v", err)
 			}
 		}
+		if f.Time == "" {
+			for _, a := range f.Aggregations {
+				if a.Window != "" || a.Function == "first" || a.Function == "last" {
+					v.addf(path+".time", "is required for windowed aggregates and first/last: an UPDATE or DELETE must find the tile its row was added to, so the event time must be a column of the row (the commit time of the change is not the row's)")
+					break
+				}
+			}
+		}
 		names := map[string]string{}
 		for j, col := range f.Project {
 			p := fmt.Sprintf("%s.project[%d]", path, j)

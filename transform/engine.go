@@ -77,6 +77,9 @@ func Compile(features []config.Feature) (*Engine, error) {
 				return nil, fmt.Errorf("features[%d].aggregations[%d]: %w", i, j, err)
 			}
 			ag := Aggregation{Name: a.Name, Function: a.Function, Column: a.Column, Window: config.WindowOf(a), Tile: tile}
+			if f.Time == "" && (ag.Window != 0 || ag.Function == "first" || ag.Function == "last") {
+				return nil, fmt.Errorf("features[%d].time: is required for windowed aggregates and first/last", i)
+			}
 			g.Aggs = append(g.Aggs, ag)
 			size := int64(tile / time.Second)
 			sc := scales[size]

@@ -16,7 +16,7 @@ import (
 
 // Values stored inside tiles (multiset keys) carry a one-letter type tag so
 // they decode to the type they had: "i:42", "d:12.5", "f:0.1", "s:text",
-// "t:2026-11-22T03:00:00Z", "b:true", "x:00ff", "j:{...}", "v:1h0m0s".
+// "t:1795317540.949453000" (Unix seconds.nanoseconds), "b:true", "x:00ff", "j:{...}", "v:1h0m0s".
 
 // encodeValue renders v as a tagged multiset key.
 func encodeValue(v any) (string, error) {
@@ -32,7 +32,9 @@ func encodeValue(v any) (string, error) {
 	case string:
 		return "s:" + x, nil
 	case time.Time:
-		return "t:" + x.UTC().Format(time.RFC3339Nano), nil
+		// Unix seconds and nanoseconds: every timestamp, BC and after
+		// 9999 included, round-trips (RFC 3339 cannot hold those years).
+		return fmt.Sprintf("t:%d.%09d", x.Unix(), x.Nanosecond()), nil
 	case bool:
 		return "b:" + strconv.FormatBool(x), nil
 	case []byte:
@@ -62,7 +64,14 @@ func decodeValue(s string) (any, error) {
 	case 's':
 		return body, nil
 	case 't':
-		return time.Parse(time.RFC3339Nano, body)
+		secText, nsText, ok := strings.Cut(body, ".")
+		sec, err1 := strconv.ParseInt(secText, 10, 64)
+		ns, err2 := strconv.ParseInt(nsText, 10, 64)
+		if !ok || err1 != nil || err2 != nil || len(nsText) != 9 || ns < 0 {
+			// The RFC 3339 form of earlier layouts.
+			return time.Parse(time.RFC3339Nano, body)
+		}
+		return time.Unix(sec, ns).UTC(), nil
 	case 'b':
 		return strconv.ParseBool(body)
 	case 'x':
