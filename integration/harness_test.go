@@ -223,10 +223,15 @@ func (r *runtime) read(group, key string, at time.Time) (bool, map[string]any, e
 // then every change committed before it is durable in the store.
 func waitSync(t *testing.T, conn *pgx.Conn, read featureReader, id int) {
 	t.Helper()
+	waitSyncFor(t, conn, read, id, 3*time.Minute)
+}
+
+func waitSyncFor(t *testing.T, conn *pgx.Conn, read featureReader, id int, limit time.Duration) {
+	t.Helper()
 	if _, err := conn.Exec(context.Background(), "INSERT INTO sync VALUES ($1)", id); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(limit)
 	for time.Now().Before(deadline) {
 		found, _, err := read("sync", fmt.Sprint(id), time.Now())
 		if err == nil && found {
@@ -234,7 +239,7 @@ func waitSync(t *testing.T, conn *pgx.Conn, read featureReader, id int) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("sentinel %d did not arrive within 90s", id)
+	t.Fatalf("sentinel %d did not arrive within %s", id, limit)
 }
 
 // testStore is what the tests need from a store.

@@ -87,6 +87,8 @@ func (p *process) read(group, key string, at time.Time) (bool, map[string]any, e
 	switch group {
 	case "card_activity":
 		q.Set("card_id", key)
+	case "bulk", "readings":
+		q.Set("k", key)
 	default:
 		q.Set("id", key)
 	}
