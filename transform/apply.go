@@ -210,7 +210,7 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 		if err != nil {
 			return bad(col, v, err.Error())
 		}
-		if !bumpSet(&t.Values, col, k, sign) {
+		if !bumpSet(t, &t.Values, accVals, col, k, sign) {
 			stats.Unmatched++
 		}
 	}
@@ -226,12 +226,12 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 		if err != nil {
 			return bad(col, v, err.Error())
 		}
-		if !bumpSet(&t.Timed, col, timedKey(at, k), sign) {
+		if !bumpSet(t, &t.Timed, accTimed, col, timedKey(at, k), sign) {
 			stats.Unmatched++
 		}
 	}
 	if t.Rows == 0 {
-		t.Counts, t.Sums, t.Values, t.Timed = nil, nil, nil, nil
+		t.Counts, t.Sums, t.Values, t.Timed, t.enc = nil, nil, nil, nil, nil
 	}
 	return nil
 }
@@ -256,9 +256,9 @@ func bump(m *map[string]int64, k string, by int64) {
 	}
 }
 
-// bumpSet changes a multiset entry; it refuses (false) to take a
-// multiplicity below zero.
-func bumpSet(m *map[string]map[string]int64, col, k string, by int64) bool {
+// bumpSet changes a multiset entry (and its stored form); it refuses
+// (false) to take a multiplicity below zero.
+func bumpSet(t *Tile, m *map[string]map[string]int64, prefix, col, k string, by int64) bool {
 	if *m == nil {
 		*m = map[string]map[string]int64{}
 	}
@@ -288,6 +288,7 @@ func bumpSet(m *map[string]map[string]int64, col, k string, by int64) bool {
 	default:
 		set[k] = n
 	}
+	t.setEncoded(prefix+col, k, n)
 	return true
 }
 

@@ -36,6 +36,10 @@ type Tile struct {
 	Sums   map[string]*apd.Decimal     // column → exact sum
 	Values map[string]map[string]int64 // column → tagged value → multiplicity
 	Timed  map[string]map[string]int64 // column → timedKey → multiplicity
+	// enc holds each multiset's stored form ("v:col", "l:col" → map),
+	// kept in step with Values and Timed, so a large multiset is not
+	// rebuilt on every write of its record.
+	enc map[string]map[any]any
 }
 
 func (t *Tile) empty() bool {
@@ -107,20 +111,45 @@ func (t *Tile) encode() map[any]any {
 		m[accSum+c] = d.Text('f')
 	}
 	for c, vals := range t.Values {
-		m[accVals+c] = encodeMultiset(vals)
+		m[accVals+c] = t.encoded(accVals+c, vals)
 	}
 	for c, vals := range t.Timed {
-		m[accTimed+c] = encodeMultiset(vals)
+		m[accTimed+c] = t.encoded(accTimed+c, vals)
 	}
 	return m
 }
 
-func encodeMultiset(vals map[string]int64) map[any]any {
-	m := make(map[any]any, len(vals))
-	for k, n := range vals {
-		m[k] = n
+// encoded returns the stored form of a multiset, building it once.
+func (t *Tile) encoded(name string, vals map[string]int64) map[any]any {
+	if e, ok := t.enc[name]; ok {
+		return e
 	}
-	return m
+	e := make(map[any]any, len(vals))
+	for k, n := range vals {
+		e[k] = n
+	}
+	if t.enc == nil {
+		t.enc = map[string]map[any]any{}
+	}
+	t.enc[name] = e
+	return e
+}
+
+// setEncoded mirrors one multiset entry change into the stored form, when
+// it has been built.
+func (t *Tile) setEncoded(name, k string, n int64) {
+	e, ok := t.enc[name]
+	if !ok {
+		return
+	}
+	if n == 0 {
+		delete(e, k)
+		if len(e) == 0 {
+			delete(t.enc, name)
+		}
+		return
+	}
+	e[k] = n
 }
 
 // DecodeState decodes the bins of a stored record. projected lists the
@@ -209,9 +238,9 @@ func (s *State) decodeScale(size int64, v any) error {
 					t.Sums[name[len(accSum):]] = d
 				}
 			case strings.HasPrefix(name, accVals):
-				err = decodeMultiset(&t.Values, name[len(accVals):], av)
+				err = t.decodeMultiset(&t.Values, name, name[len(accVals):], av)
 			case strings.HasPrefix(name, accTimed):
-				err = decodeMultiset(&t.Timed, name[len(accTimed):], av)
+				err = t.decodeMultiset(&t.Timed, name, name[len(accTimed):], av)
 			}
 			if err != nil {
 				return fmt.Errorf("tile %d entry %s: %w", start, name, err)
@@ -233,10 +262,17 @@ func setCount(m *map[string]int64, k string, n int64) {
 	(*m)[k] = n
 }
 
-func decodeMultiset(dst *map[string]map[string]int64, col string, v any) error {
+func (t *Tile) decodeMultiset(dst *map[string]map[string]int64, name, col string, v any) error {
 	m, ok := v.(map[any]any)
 	if !ok {
 		return fmt.Errorf("not a map")
+	}
+	if len(m) > 0 {
+		// The stored form as read is the stored form to write back.
+		if t.enc == nil {
+			t.enc = map[string]map[any]any{}
+		}
+		t.enc[name] = m
 	}
 	vals := make(map[string]int64, len(m))
 	for k, n := range m {

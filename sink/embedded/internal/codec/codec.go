@@ -1,5 +1,5 @@
-// Package codec encodes sink bin values into a compact, deterministic
-// binary form for the embedded store.
+// Package codec encodes sink bin values into a compact binary form for
+// the embedded store.
 package codec
 
 import (
@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 )
 
 const (
@@ -60,42 +59,26 @@ func appendValue(dst []byte, v any, depth int) ([]byte, error) {
 		}
 		return dst, nil
 	case map[any]any:
-		keys := make([]any, 0, len(x))
-		for k := range x {
+		// In map order: encodings of one map may differ, which nothing
+		// relies on, and sorting large multisets cost a third of a write.
+		dst = binary.AppendUvarint(append(dst, tMap), uint64(len(x)))
+		var err error
+		for k, v := range x {
 			switch k.(type) {
 			case int64, string:
 			default:
 				return nil, fmt.Errorf("codec: map key of type %T (want int64 or string)", k)
 			}
-			keys = append(keys, k)
-		}
-		sort.Slice(keys, func(i, j int) bool { return Less(keys[i], keys[j]) })
-		dst = binary.AppendUvarint(append(dst, tMap), uint64(len(x)))
-		var err error
-		for _, k := range keys {
 			if dst, err = appendValue(dst, k, depth+1); err != nil {
 				return nil, err
 			}
-			if dst, err = appendValue(dst, x[k], depth+1); err != nil {
+			if dst, err = appendValue(dst, v, depth+1); err != nil {
 				return nil, err
 			}
 		}
 		return dst, nil
 	}
 	return nil, fmt.Errorf("codec: unsupported value type %T", v)
-}
-
-// Less orders map keys: integers before strings, each in natural order.
-func Less(a, b any) bool {
-	ai, aInt := a.(int64)
-	bi, bInt := b.(int64)
-	switch {
-	case aInt && bInt:
-		return ai < bi
-	case aInt != bInt:
-		return aInt
-	}
-	return a.(string) < b.(string)
 }
 
 // Decode decodes one value from src and returns it with the rest of src.
