@@ -1,0 +1,223 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/sink"
+	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// fakeSource replays a script of events from the resume position on, the
+// way a replication slot does, and records acknowledgements.
+type fakeSource struct {
+	events []change.Event
+	mu     sync.Mutex
+	acks   []uint64
+	// dup sends every event twice, as a reconnect can.
+	dup bool
+}
+
+func (s *fakeSource) Stream(ctx context.Context, resume uint64, out chan<- change.Event) error {
+	for _, ev := range s.events {
+		if ev.Op == change.Commit && ev.Resume <= resume {
+			continue
+		}
+		if ev.Op != change.Commit && ev.Pos.LSN < resume {
+			continue
+		}
+		for n := 0; n < 1+btoi(s.dup); n++ {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (s *fakeSource) Ack(resume uint64) {
+	s.mu.Lock()
+	s.acks = append(s.acks, resume)
+	s.mu.Unlock()
+}
+
+func (s *fakeSource) lastAck() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.acks) == 0 {
+		return 0
+	}
+	return s.acks[len(s.acks)-1]
+}
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+
+// script builds n transactions of 3 inserts each on entity k%2, amounts 1..
+func script(n int) []change.Event {
+	var evs []change.Event
+	amount := int64(0)
+	for tx := 1; tx <= n; tx++ {
+		lsn := uint64(tx * 100)
+		for i := 1; i <= 3; i++ {
+			amount++
+			evs = append(evs, change.Event{Op: change.Insert, Table: "public.t", Pos: change.Position{LSN: lsn, Ordinal: uint32(i)},
+				CommitTime: t0, After: change.Row{"k": int64(tx % 2), "v": amount, "at": t0}})
+		}
+		evs = append(evs, change.Event{Op: change.Commit, Pos: change.Position{LSN: lsn, Ordinal: 4}, CommitTime: t0, Resume: lsn + 50})
+	}
+	return evs
+}
+
+func newEngine(t *testing.T) *transform.Engine {
+	t.Helper()
+	e, err := transform.Compile([]config.Feature{{Name: "g", Table: "public.t", Entity: []string{"k"}, Time: "at",
+		Aggregations: []config.Aggregation{{Name: "n", Function: "count"}, {Name: "total", Function: "sum", Column: "v"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func run(t *testing.T, src Source, st Store, opts Options, until func() bool) *Runtime {
+	t.Helper()
+	rt := New("c", src, st, newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()), opts)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for !until() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run: %v", err)
+	}
+	return rt
+}
+
+func totals(t *testing.T, st Store) (n0, sum0, n1, sum1 string) {
+	t.Helper()
+	e := newEngine(t)
+	g := e.Group("g")
+	recs, err := st.Get(context.Background(), []sink.Key{{Set: "g", ID: "0"}, {Set: "g", ID: "1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range recs {
+		s, err := transform.DecodeState(r.Bins)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := g.Read(s, t0)
+		out = append(out, fmt.Sprint(f[0].Value), fmt.Sprint(transform.JSONValue(f[1].Value)))
+	}
+	return out[0], out[1], out[2], out[3]
+}
+
+func openStore(t *testing.T) *embedded.Store {
+	t.Helper()
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// TestDuplicatesAcrossReconnect: events delivered twice (a reconnect
+// resends what was received but not durable) are applied once.
+func TestDuplicatesAcrossReconnect(t *testing.T) {
+	st := openStore(t)
+	src := &fakeSource{events: script(10), dup: true}
+	run(t, src, st, Options{BatchMax: 4}, func() bool { return src.lastAck() == 1050 })
+	n0, s0, n1, s1 := totals(t, st)
+	// Even transactions (k=0) hold amounts 4-6, 10-12, …, 28-30; odd ones k=1.
+	if n0 != "15" || n1 != "15" || s0 != "255" || s1 != "210" {
+		t.Errorf("got n0=%s sum0=%s n1=%s sum1=%s, want 15 255 15 210", n0, s0, n1, s1)
+	}
+}
+
+// TestNoAckBeforeDurable: while the store fails, nothing is acknowledged;
+// once it recovers, the acknowledgement follows the checkpoint.
+func TestNoAckBeforeDurable(t *testing.T) {
+	st := openStore(t)
+	var failing sync.Mutex
+	down := true
+	st.InjectFault(func(op string, _ []sink.Record) error {
+		failing.Lock()
+		defer failing.Unlock()
+		if down && op == "put" {
+			return sink.ErrUnavailable
+		}
+		return nil
+	})
+	src := &fakeSource{events: script(3)}
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		if a := src.lastAck(); a != 0 {
+			t.Errorf("acknowledged %d while the store was down", a)
+		}
+		failing.Lock()
+		down = false
+		failing.Unlock()
+	}()
+	rt := run(t, src, st, Options{}, func() bool { return src.lastAck() == 350 })
+	cp, _, ok, err := LoadCheckpoint(context.Background(), st, "c")
+	if err != nil || !ok || cp.Resume != 350 || cp.Changes != 9 {
+		t.Errorf("checkpoint %+v (%v, %v), want resume 350 and 9 changes", cp, ok, err)
+	}
+	if s := rt.Status(); !s.SinkOK {
+		t.Errorf("status after recovery: %+v", s)
+	}
+}
+
+// TestRestartReplaysNothingTwice: a second run over the same script from
+// the stored checkpoint changes nothing.
+func TestRestartReplaysNothingTwice(t *testing.T) {
+	st := openStore(t)
+	src := &fakeSource{events: script(6)}
+	run(t, src, st, Options{BatchMax: 5}, func() bool { return src.lastAck() == 650 })
+	a0, b0, a1, b1 := totals(t, st)
+	// Forget the checkpoint's progress but keep the records: every event
+	// is replayed and must be skipped by the records' own positions.
+	if err := st.Put(context.Background(), []sink.Record{{Key: checkpointKey("c"), Gen: gen(t, st), Bins: map[string]any{"lsn": int64(0), "ord": int64(0), "resume": int64(0)}}}); err != nil {
+		t.Fatal(err)
+	}
+	src2 := &fakeSource{events: script(6)}
+	run(t, src2, st, Options{BatchMax: 5}, func() bool { return src2.lastAck() == 650 })
+	c0, d0, c1, d1 := totals(t, st)
+	if a0 != c0 || b0 != d0 || a1 != c1 || b1 != d1 {
+		t.Errorf("replay changed the features: %s %s %s %s → %s %s %s %s", a0, b0, a1, b1, c0, d0, c1, d1)
+	}
+}
+
+func gen(t *testing.T, st Store) uint32 {
+	recs, err := st.Get(context.Background(), []sink.Key{checkpointKey("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs[0].Gen
+}
