@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -22,20 +23,12 @@ const secret = "pw-Zx81-never-print-me"
 
 func connector(t *testing.T, port int, extra string) string {
 	return `{"name": "cli", "config": {"plugin.name": "pgoutput", "database.hostname": "127.0.0.1",
-		"database.port": ` + itoa(port) + `, "database.user": "u", "database.password": "` + secret + `",
+		"database.port": ` + strconv.Itoa(port) + `, "database.user": "u", "database.password": "` + secret + `",
 		"database.dbname": "d", "snapshot.mode": "no_data", "embedded.path": "` + filepath.Join(t.TempDir(), "s.db") + `",
 		"http.listen": "127.0.0.1:0"` + extra + `},
 		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`
 }
 
-func itoa(n int) string {
-	var b []byte
-	for n > 0 || len(b) == 0 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-		n /= 10
-	}
-	return string(b)
-}
 
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
@@ -72,7 +65,7 @@ func TestRunFailureKeepsSecrets(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close() // nothing listens there now
 	code, out, errs := runCLI("run", "-c", writeFile(t, connector(t, port, "")))
-	if code != 1 || !strings.Contains(errs, "connect to PostgreSQL at 127.0.0.1:"+itoa(port)) {
+	if code != 1 || !strings.Contains(errs, "connect to PostgreSQL at 127.0.0.1:"+strconv.Itoa(port)) {
 		t.Errorf("exit %d, stderr:\n%s", code, errs)
 	}
 	if strings.Contains(out+errs, secret) {
