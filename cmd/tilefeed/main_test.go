@@ -29,7 +29,6 @@ func connector(t *testing.T, port int, extra string) string {
 		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`
 }
 
-
 func runCLI(args ...string) (int, string, string) {
 	var out, errb bytes.Buffer
 	code := run(args, &out, &errb)
