@@ -252,3 +252,35 @@ func TestSigtermUnderLoad(t *testing.T) {
 	verify(t, conn, p.read, time.Now(), w.cards)
 	t.Logf("stopped %s after SIGTERM under load", took.Round(time.Millisecond))
 }
+
+// TestHeartbeatActionQuery: heartbeat.action.query runs on the source at
+// every heartbeat interval.
+func TestHeartbeatActionQuery(t *testing.T) {
+	conn, db := newDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "CREATE TABLE heartbeat (id int PRIMARY KEY, ts timestamptz)"); err != nil {
+		t.Fatal(err)
+	}
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"snapshot.mode"`,
+		`"heartbeat.action.query": "INSERT INTO heartbeat VALUES (1, now()) ON CONFLICT (id) DO UPDATE SET ts = now()", "snapshot.mode"`, 1)
+	c := loadConnector(t, []byte(raw))
+	r := startRuntime(t, c)
+	defer r.stop(t)
+	var first, last time.Time
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		var ts *time.Time
+		_ = conn.QueryRow(ctx, "SELECT ts FROM heartbeat WHERE id = 1").Scan(&ts)
+		if ts != nil {
+			if first.IsZero() {
+				first = *ts
+			}
+			last = *ts
+			if last.After(first) {
+				return // it ran at least twice
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("heartbeat.action.query did not run twice in 10s (first %v, last %v)", first, last)
+}

@@ -161,7 +161,7 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := postgres.New(c.Postgres, postgres.Options{StatusInterval: 100 * time.Millisecond}, log, m)
+	src := postgres.New(c.Postgres, postgres.Options{StatusInterval: 100 * time.Millisecond, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, m)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		t.Fatal(err)
 	}

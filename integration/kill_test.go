@@ -3,6 +3,7 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -146,6 +147,16 @@ func killAndRestart(t *testing.T, conn *pgx.Conn, raw []byte, listen string) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
+	// The cluster trusts local connections, so a password is accepted and
+	// ignored: it is here to prove it never shows in logs or status.
+	const secret = "s3cret-Kx9-must-not-leak"
+	raw = []byte(strings.Replace(string(raw), `"database.user"`, `"database.password": "`+secret+`", "database.user"`, 1))
+	var p0 *process
+	defer func() {
+		if p0 != nil && strings.Contains(p0.log(), secret) {
+			t.Error("the password appears in the log")
+		}
+	}()
 	file := filepath.Join(t.TempDir(), "connector.json")
 	if err := os.WriteFile(file, raw, 0o600); err != nil {
 		t.Fatal(err)
@@ -155,6 +166,7 @@ func killAndRestart(t *testing.T, conn *pgx.Conn, raw []byte, listen string) {
 		t.Fatal(err)
 	}
 	p := &process{t: t, bin: buildBinary(t), file: file, listen: listen, logs: logs}
+	p0 = p
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("TILEFEED_SEED"); s != "" {
 		fmt.Sscan(s, &seed)
@@ -174,6 +186,17 @@ func killAndRestart(t *testing.T, conn *pgx.Conn, raw []byte, listen string) {
 	w.run(t, 50)
 	waitSync(t, conn, p.read, 1)
 	verify(t, conn, p.read, time.Now(), w.cards)
+	for _, path := range []string{"/v1/status", "/metrics", "/readyz"} {
+		resp, err := http.Get("http://" + p.listen + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if strings.Contains(string(body), secret) {
+			t.Errorf("the password appears in %s", path)
+		}
+	}
 	if code := p.term(); code != 0 {
 		t.Errorf("SIGTERM: exit code %d, want 0; log:\n%s", code, p.log())
 	}
