@@ -373,10 +373,8 @@ func TestParseErrors(t *testing.T) {
 			p["connector.class"] = "io.debezium.connector.mysql.MySqlConnector"
 			return f
 		}, path: "config.connector.class", fragments: []string{"MySqlConnector", "PostgreSQL only"}},
-		{name: "snapshot absent", edit: func(p map[string]any, f []any) []any { delete(p, "snapshot.mode"); return f },
-			path: "config.snapshot.mode", fragments: []string{`"initial" is not supported yet`, "no_data"}},
-		{name: "snapshot initial", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "initial"; return f },
-			path: "config.snapshot.mode", fragments: []string{`"initial" is not supported yet`}},
+		{name: "snapshot initial_only", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "initial_only"; return f },
+			path: "config.snapshot.mode", fragments: []string{`"initial_only" is not supported yet`}},
 		{name: "snapshot when_needed", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "when_needed"; return f },
 			path: "config.snapshot.mode", fragments: []string{`"when_needed" is not supported yet`}},
 		{name: "snapshot bogus", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "sometimes"; return f },
@@ -586,15 +584,18 @@ func TestParseNotJSON(t *testing.T) {
 
 func TestParseSnapshotModesAccepted(t *testing.T) {
 	t.Parallel()
-	for _, mode := range []string{"no_data", "never"} {
+	for mode, want := range map[string]string{"no_data": "no_data", "never": "no_data", "initial": "initial", "": "initial"} {
 		props := baseProps()
 		props["snapshot.mode"] = mode
+		if mode == "" {
+			delete(props, "snapshot.mode") // Debezium's default
+		}
 		c, err := config.Parse(kafkaShape(t, "p", props, baseFeatures()), noEnv)
 		if err != nil {
 			t.Fatalf("snapshot.mode %q: %v", mode, err)
 		}
-		if c.Postgres.SnapshotMode != "no_data" {
-			t.Errorf("snapshot.mode %q gives %q, want no_data", mode, c.Postgres.SnapshotMode)
+		if c.Postgres.SnapshotMode != want {
+			t.Errorf("snapshot.mode %q gives %q, want %s", mode, c.Postgres.SnapshotMode, want)
 		}
 	}
 }

@@ -11,7 +11,7 @@ const (
 	DefaultPublicationName       = "dbz_publication"
 	DefaultPublicationAutocreate = "all_tables"
 	DefaultPluginName            = "decoderbufs" // Debezium's default; tilefeed needs pgoutput
-	DefaultSnapshotMode          = "initial"     // Debezium's default; not supported yet
+	DefaultSnapshotMode          = "initial"     // Debezium's default
 
 	DefaultNamespace        = "test"
 	DefaultEmbeddedDir      = "data"

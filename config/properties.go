@@ -79,14 +79,17 @@ var Properties = []Property{
 		set: func(c *Connector, v string) (err error) { c.Postgres.ColumnInclude, err = regexList(v); return }},
 	{Name: "column.exclude.list", Debezium: true, Doc: "Comma-separated anchored regexes of `schema.table.column` dropped from row images.",
 		set: func(c *Connector, v string) (err error) { c.Postgres.ColumnExclude, err = regexList(v); return }},
-	{Name: "snapshot.mode", Default: DefaultSnapshotMode, Debezium: true, Doc: "`no_data` (alias `never`): stream changes from the slot's position, no initial snapshot. Snapshot modes (`initial`, Debezium's default, and the others) are not supported yet and are rejected, so set `no_data`.",
+	{Name: "snapshot.mode", Default: DefaultSnapshotMode, Debezium: true, Doc: "`initial` (Debezium's default): on the first start (no checkpoint), create the slot with an exported snapshot, read the feature tables as of its consistent point, then stream from exactly there. `no_data` (alias `never`): stream changes from the slot's position only. `initial_only`, `always` and `when_needed` are not supported yet.",
 		set: func(c *Connector, v string) error {
 			switch v {
 			case "no_data", "never":
 				c.Postgres.SnapshotMode = "no_data"
 				return nil
-			case "initial", "initial_only", "always", "when_needed", "configuration_based", "custom":
-				return fmt.Errorf("%q is not supported yet (initial snapshots are coming): set snapshot.mode to no_data", v)
+			case "initial":
+				c.Postgres.SnapshotMode = "initial"
+				return nil
+			case "initial_only", "always", "when_needed", "configuration_based", "custom":
+				return fmt.Errorf("%q is not supported yet: use initial or no_data", v)
 			}
 			return fmt.Errorf("%q is not a snapshot mode", v)
 		}},

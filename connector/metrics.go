@@ -20,6 +20,7 @@ type Metrics struct {
 	SourceConnected prometheus.Gauge
 	CacheEntities   prometheus.Gauge
 	DeadLetters     prometheus.Counter
+	SnapshotRows    *prometheus.CounterVec
 }
 
 // NewMetrics creates the catalog and registers it on reg.
@@ -53,10 +54,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the replication connection is up."}),
 		CacheEntities: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_cache_entities",
 			Help: "Entity records held decoded in memory."}),
+		SnapshotRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_snapshot_rows_total",
+			Help: "Rows read by the initial snapshot, by table."}, []string{"table"}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_dead_letters_total",
 			Help: "Changes a feature group could not use, written to the dead-letter set (errors.tolerance=all)."}),
 	}
-	reg.MustRegister(m.DeadLetters, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
+	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
 		m.SlotLagBytes, m.SourceConnected, m.CacheEntities)
 	return m

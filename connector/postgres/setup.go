@@ -46,6 +46,7 @@ func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uin
 	if err := s.ensurePublication(ctx, conn, engine.Tables()); err != nil {
 		return err
 	}
+	s.tables = engine.Tables()
 	return s.ensureSlot(ctx, conn, resume)
 }
 
@@ -215,6 +216,12 @@ func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn, resume uint64) 
 			return fmt.Errorf("%w: slot %q does not exist, but the sink holds a checkpoint at %s. The slot was dropped, so the changes since are gone for tilefeed and its features cannot be exact. Start afresh: remove the connector's records and checkpoint from the sink (or use a new connector name) and restart",
 				ErrSlotLost, name, change.FormatLSN(resume))
 		}
+		if s.cfg.SnapshotMode == "initial" {
+			// Created by Stream with an exported snapshot, which only lives
+			// as long as the connection that created the slot.
+			s.snapshotPending = true
+			return nil
+		}
 		return s.createSlot(ctx)
 	case err != nil:
 		return fmt.Errorf("read replication slot %q: %w", name, err)
@@ -235,6 +242,9 @@ func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn, resume uint64) 
 		}
 	}
 	if resume == 0 {
+		if s.cfg.SnapshotMode == "initial" {
+			return fmt.Errorf("replication slot %q exists but the sink has no checkpoint for this connector, so snapshot.mode=initial cannot take a snapshot consistent with it: drop the slot (SELECT pg_drop_replication_slot('%s')) to start with a snapshot, or set snapshot.mode=no_data to stream from the slot's position", name, name)
+		}
 		s.log.Warn("the slot exists but the sink has no checkpoint: streaming from the slot's position; changes before it are not in the features", "slot", name, "confirmed_flush_lsn", deref(confirmed))
 	}
 	return nil

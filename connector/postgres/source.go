@@ -43,6 +43,12 @@ type Source struct {
 
 	acked     atomic.Uint64 // durable: the only position ever sent as flushed
 	connected atomic.Bool
+
+	// tables are the feature tables, set by Setup.
+	tables []string
+	// snapshotPending is set by Setup when the slot must be created with an
+	// exported snapshot and the tables read in it (snapshot.mode=initial).
+	snapshotPending bool
 }
 
 // New returns a source for cfg. Call Setup before Stream.
@@ -111,7 +117,7 @@ func (s *Source) Stream(ctx context.Context, resume uint64, out chan<- change.Ev
 		wg.Add(1)
 		go func() { defer wg.Done(); s.heartbeatAction(hbCtx) }()
 	}
-	st := &stream{Source: s, out: out, from: resume}
+	st := &stream{Source: s, out: out, from: resume, snapshotPending: s.snapshotPending}
 	for attempt := 0; ; attempt++ {
 		err := st.run(ctx)
 		s.connected.Store(false)
@@ -144,6 +150,9 @@ type stream struct {
 	out        chan<- change.Event
 	from       uint64 // where the next session starts: end of the last whole transaction received
 	progressed bool
+	// snapshotPending: this session creates the slot and reads the
+	// initial snapshot before it streams.
+	snapshotPending bool
 }
 
 func (st *stream) run(ctx context.Context) error {
@@ -153,6 +162,18 @@ func (st *stream) run(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
+	if st.snapshotPending {
+		// A failure from here on is fatal: part of the snapshot may be in
+		// the runtime already, and the exported snapshot dies with this
+		// connection.
+		if err := st.initialSnapshot(ctx, conn); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w: initial snapshot: %w", connector.ErrFatal, err)
+		}
+		st.snapshotPending = false
+	}
 	if err := st.checkSlot(ctx, conn); err != nil {
 		return err
 	}

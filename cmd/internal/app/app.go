@@ -108,9 +108,13 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := connector.NewMetrics(reg)
 
-	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
+	cp, _, found, err := connector.LoadCheckpoint(ctx, st, c.Name)
 	if err != nil {
 		return err
+	}
+	if found && cp.Resume == 0 && !cp.Pos.IsZero() {
+		return fmt.Errorf("%w: the initial snapshot of connector %q was interrupted (rows up to %s are in the store, the rest are not). Start it again from nothing: drop the slot (SELECT pg_drop_replication_slot('%s')), remove the connector's records and checkpoint (the embedded file %s, or the groups' sets and the _tilefeed record %q in Aerospike), and restart",
+			connector.ErrFatal, c.Name, cp.Pos, c.Postgres.SlotName, c.Sink.EmbeddedPath, c.Name)
 	}
 	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
 		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") }}, log, metrics)
