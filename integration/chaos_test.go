@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -77,15 +76,7 @@ func chaos(t *testing.T, aerospike bool) {
 		raw = strings.Replace(raw, `"embedded.path"`, fmt.Sprintf(`"aerospike.hosts": %q, "aerospike.namespace": %q, "unused.path"`,
 			strings.Join(c.Sink.Aerospike.Hosts, ","), c.Sink.Aerospike.Namespace), 1)
 	}
-	file := filepath.Join(t.TempDir(), "connector.json")
-	if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs, err := os.Create(filepath.Join(t.TempDir(), "tilefeed.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &process{t: t, bin: buildBinary(t), file: file, listen: listen, logs: logs}
+	p := newProcess(t, []byte(raw), listen)
 	defer func() {
 		if t.Failed() {
 			t.Logf("tilefeed log (tail):\n%s", lastLines(p.log(), 60))
@@ -97,31 +88,9 @@ func chaos(t *testing.T, aerospike bool) {
 	// not streamed (snapshot.mode no_data), so it starts first.
 	p.start()
 	// The workload runs on its own connection the whole time.
-	ctx := context.Background()
-	wconn, err := reconnect(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wconn.Close(ctx)
-	w := newWorkload(wconn, seed)
+	w := ownWorkload(t, db, seed)
 	w.big = true
-	stopWork := make(chan struct{})
-	workDone := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-stopWork:
-				workDone <- nil
-				return
-			default:
-			}
-			if err := w.runN(3); err != nil {
-				workDone <- err
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
-		}
-	}()
+	stopWork, stopWorkload := w.background(3, 2*time.Millisecond)
 
 	// The slot is sampled, then the durable checkpoint from the status.
 	samples, violations := sampleSlot(t, db, c.Postgres.SlotName, listen, stopWork)
@@ -160,8 +129,7 @@ func chaos(t *testing.T, aerospike bool) {
 			}
 		}
 	}
-	close(stopWork)
-	if err := <-workDone; err != nil {
+	if err := stopWorkload(); err != nil {
 		t.Fatalf("workload: %v", err)
 	}
 	p.start()

@@ -31,6 +31,28 @@ func buildBinary(t *testing.T) string {
 	return bin
 }
 
+// newProcess writes the connector file and returns the binary's process,
+// not yet started.
+func newProcess(t *testing.T, raw []byte, listen string) *process {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "connector.json")
+	if err := os.WriteFile(file, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logs, err := os.Create(filepath.Join(t.TempDir(), "tilefeed.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &process{t: t, bin: buildBinary(t), file: file, listen: listen, logs: logs}
+	t.Cleanup(func() {
+		if p.cmd != nil && p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Signal(syscall.SIGKILL) // never leave one running
+			_ = p.cmd.Wait()
+		}
+	})
+	return p
+}
+
 // process is the real tilefeed binary.
 type process struct {
 	t      *testing.T
@@ -157,15 +179,7 @@ func killAndRestart(t *testing.T, conn *pgx.Conn, raw []byte, listen string) {
 			t.Error("the password appears in the log")
 		}
 	}()
-	file := filepath.Join(t.TempDir(), "connector.json")
-	if err := os.WriteFile(file, raw, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs, err := os.Create(filepath.Join(t.TempDir(), "tilefeed.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &process{t: t, bin: buildBinary(t), file: file, listen: listen, logs: logs}
+	p := newProcess(t, raw, listen)
 	p0 = p
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("TILEFEED_SEED"); s != "" {

@@ -1,9 +1,6 @@
 package integration
 
 import (
-	"context"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -21,35 +18,13 @@ func TestInitialSnapshot(t *testing.T) {
 	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"snapshot.mode": "no_data"`, `"snapshot.mode": "initial"`, 1)
 	c := loadConnector(t, []byte(raw))
 
-	ctx := context.Background()
-	wconn, err := reconnect(ctx, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer wconn.Close(ctx)
-	concurrent := newWorkload(wconn, 13)
+	concurrent := ownWorkload(t, db, 13)
 	concurrent.live = append([]int64{}, w.live...) // it updates and deletes old rows too
-	stop := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		for {
-			select {
-			case <-stop:
-				done <- nil
-				return
-			default:
-			}
-			if err := concurrent.runN(2); err != nil {
-				done <- err
-				return
-			}
-		}
-	}()
+	_, stopWorkload := concurrent.background(2, 0)
 	r := startRuntime(t, c) // snapshot while the workload writes
 	defer r.stop(t)
 	time.Sleep(2 * time.Second)
-	close(stop)
-	if err := <-done; err != nil {
+	if err := stopWorkload(); err != nil {
 		t.Fatal(err)
 	}
 	w.live = concurrent.live
@@ -72,15 +47,7 @@ func TestSnapshotInterrupted(t *testing.T) {
 	listen := freeAddr(t)
 	raw := strings.Replace(string(connectorJSON(db, storePath(t), listen)), `"snapshot.mode": "no_data"`, `"snapshot.mode": "initial"`, 1)
 	raw = strings.Replace(raw, `"batch.max.changes": 700`, `"batch.max.changes": 50`, 1)
-	file := filepath.Join(t.TempDir(), "connector.json")
-	if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logs, err := os.Create(filepath.Join(t.TempDir(), "tilefeed.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &process{t: t, bin: buildBinary(t), file: file, listen: listen, logs: logs}
+	p := newProcess(t, []byte(raw), listen)
 	p.spawn([]string{"TILEFEED_FAULT=after-checkpoint:2"})
 	if !p.waitExit(60 * time.Second) {
 		t.Fatalf("the fault did not fire; log:\n%s", p.log())

@@ -110,6 +110,41 @@ func (w *workload) runN(n int) error {
 	return nil
 }
 
+// ownWorkload is a workload on a connection of its own, for running in
+// the background while the test uses its connection.
+func ownWorkload(t *testing.T, db string, seed uint64) *workload {
+	t.Helper()
+	conn, err := reconnect(context.Background(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return newWorkload(conn, seed)
+}
+
+// background runs batches of n transactions on another goroutine until
+// stop is called; stop returns the first error. stopped closes with stop.
+func (w *workload) background(n int, pause time.Duration) (stopped <-chan struct{}, stop func() error) {
+	quit := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-quit:
+				done <- nil
+				return
+			default:
+			}
+			if err := w.runN(n); err != nil {
+				done <- err
+				return
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return quit, func() error { close(quit); return <-done }
+}
+
 // bigInsert inserts 1 to 10,000 rows in one statement.
 func (w *workload) bigInsert(ctx context.Context, tx pgx.Tx) ([]int64, int64, error) {
 	n := 1 + w.rng.IntN(10000)

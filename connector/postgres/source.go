@@ -339,9 +339,10 @@ func (st *stream) checkSlot(ctx context.Context, _ *pgconn.PgConn) error {
 	return nil
 }
 
-// watchLag measures how much WAL the slot holds back.
-func (s *Source) watchLag(ctx context.Context) {
-	t := time.NewTicker(s.opts.LagInterval)
+// every runs fn on a connection of its own every interval until ctx ends;
+// a failed fn drops the connection, which the next tick opens again.
+func (s *Source) every(ctx context.Context, interval time.Duration, fn func(*pgx.Conn) error) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	var conn *pgx.Conn
 	defer func() {
@@ -362,49 +363,35 @@ func (s *Source) watchLag(ctx context.Context) {
 			}
 			conn = c
 		}
+		if err := fn(conn); err != nil {
+			conn.Close(ctx)
+			conn = nil
+		}
+	}
+}
+
+// watchLag measures how much WAL the slot holds back.
+func (s *Source) watchLag(ctx context.Context) {
+	s.every(ctx, s.opts.LagInterval, func(conn *pgx.Conn) error {
 		var lag *int64
 		err := conn.QueryRow(ctx, `SELECT (pg_current_wal_lsn() - confirmed_flush_lsn)::bigint
 			FROM pg_replication_slots WHERE slot_name = $1`, s.cfg.SlotName).Scan(&lag)
-		if err != nil {
-			conn.Close(ctx)
-			conn = nil
-			continue
-		}
-		if lag != nil {
+		if err == nil && lag != nil {
 			s.metrics.SlotLagBytes.Set(float64(*lag))
 		}
-	}
+		return err
+	})
 }
 
 // heartbeatAction runs heartbeat.action.query every heartbeat interval, so
 // a database whose captured tables are idle still produces changes.
 func (s *Source) heartbeatAction(ctx context.Context) {
-	t := time.NewTicker(s.opts.HeartbeatInterval)
-	defer t.Stop()
-	var conn *pgx.Conn
-	defer func() {
-		if conn != nil {
-			conn.Close(context.WithoutCancel(ctx))
-		}
-	}()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		if conn == nil {
-			c, err := pgx.Connect(ctx, s.cfg.ConnString())
-			if err != nil {
-				continue
-			}
-			conn = c
-		}
-		if _, err := conn.Exec(ctx, s.cfg.HeartbeatActionQuery); err != nil && ctx.Err() == nil {
+	s.every(ctx, s.opts.HeartbeatInterval, func(conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, s.cfg.HeartbeatActionQuery)
+		if err != nil && ctx.Err() == nil {
 			s.metrics.Errors.WithLabelValues("heartbeat").Inc()
 			s.log.Warn("heartbeat.action.query failed", "err", err)
-			conn.Close(ctx)
-			conn = nil
 		}
-	}
+		return err
+	})
 }
