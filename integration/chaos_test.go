@@ -90,7 +90,7 @@ func chaos(t *testing.T, aerospike bool) {
 	// The workload runs on its own connection the whole time.
 	w := ownWorkload(t, db, seed)
 	w.big = true
-	stopWork, stopWorkload := w.background(3, 2*time.Millisecond)
+	stopWork, stopWorkload := w.background(3, 10*time.Millisecond)
 
 	// The slot is sampled, then the durable checkpoint from the status.
 	samples, violations := sampleSlot(t, db, c.Postgres.SlotName, listen, stopWork)
@@ -134,7 +134,7 @@ func chaos(t *testing.T, aerospike bool) {
 	}
 	p.start()
 	caughtUp := time.Now()
-	waitSync(t, conn, p.read, 1)
+	waitSyncFor(t, conn, p.read, 1, 10*time.Minute)
 	t.Logf("caught up in %s", time.Since(caughtUp).Round(time.Millisecond))
 	verify(t, conn, p.read, time.Now(), w.cards)
 
