@@ -228,6 +228,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 		case ev := <-events:
 			batch = append(batch, ev)
 		case srcErr = <-srcDone:
+			if srcErr == nil {
+				srcErr = errors.New("the source stopped streaming without an error")
+			}
 		case <-ctx.Done():
 		}
 		if srcErr != nil {
