@@ -265,7 +265,7 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 	if c.HTTP.Listen != ":8083" {
 		t.Errorf("HTTP.Listen = %q", c.HTTP.Listen)
 	}
-	if want := (config.Runtime{BatchMax: 5000, QueueMax: 20000, CacheEntities: 200000,
+	if want := (config.Runtime{BatchMax: 5000, QueueMax: 20000, CacheEntities: config.DefaultCacheEntities,
 		ErrorsTolerance: "none", DeadLetterSet: config.DefaultDeadLetterSet, ErrorsLog: true}); c.Runtime != want {
 		t.Errorf("Runtime = %+v, want %+v", c.Runtime, want)
 	}

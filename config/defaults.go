@@ -18,7 +18,7 @@ const (
 	DefaultListen           = ":8083"
 	DefaultBatchMax         = 5000
 	DefaultQueueMax         = 20000
-	DefaultCacheEntities    = 200000
+	DefaultCacheEntities    = 20000
 	DefaultStatusInterval   = 10 * time.Second
 	DefaultIdleCheckpoint   = 10 * time.Second
 	DefaultAerospikeTimeout = 5 * time.Second

@@ -406,16 +406,30 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 		return nil, err
 	}
 	recs = append(recs, dl...)
+	res.deadLetters = len(dl)
+	// A store that writes a Put whole or not at all takes the checkpoint in
+	// the same Put: one durable write per batch instead of two.
+	atomic := false
+	if a, ok := r.store.(interface{ Atomic() bool }); ok && a.Atomic() {
+		atomic = true
+		recs = append(recs, r.checkpointRecord(&next))
+	}
 	if len(recs) > 0 {
 		if err := r.store.Put(ctx, recs); err != nil {
 			r.dropAll(entries)
+			if atomic {
+				r.recoverCheckpointGen(ctx, err)
+			}
 			return nil, fmt.Errorf("write %d records: %w", len(recs), err)
 		}
 		for i, e := range dirty {
 			e.gen = recs[i].Gen
 		}
 	}
-	res.deadLetters = len(dl)
+	if atomic {
+		r.checkpointWritten(next, recs[len(recs)-1].Gen)
+		return res, nil
+	}
 	if err := r.saveCheckpoint(ctx, next); err != nil {
 		return nil, err
 	}
@@ -474,22 +488,39 @@ func (r *Runtime) dropAll(entries map[sink.Key]*entry) {
 	}
 }
 
-func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
+// checkpointRecord stamps cp and renders it as the checkpoint record.
+func (r *Runtime) checkpointRecord(cp *Checkpoint) sink.Record {
 	cp.Written = time.Now().UTC()
-	rec := []sink.Record{{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: map[string]any{
+	return sink.Record{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: map[string]any{
 		"lsn": int64(cp.Pos.LSN), "ord": int64(cp.Pos.Ordinal), "resume": int64(cp.Resume),
 		"changes": cp.Changes, "written": cp.Written.UnixMicro(),
-	}}}
+	}}
+}
+
+func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
+	rec := []sink.Record{r.checkpointRecord(&cp)}
 	if err := r.store.Put(ctx, rec); err != nil {
-		if errors.Is(err, sink.ErrConflict) {
-			// Our own earlier write may have landed with an unknown outcome.
-			if cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name); rerr == nil && ok && !cur.Pos.Less(r.cp.Pos) && cur.Resume >= r.cp.Resume {
-				r.cpGen = gen
-			}
-		}
+		r.recoverCheckpointGen(ctx, err)
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
-	r.cpGen = rec[0].Gen
+	r.checkpointWritten(cp, rec[0].Gen)
+	return nil
+}
+
+// recoverCheckpointGen follows a checkpoint write whose outcome was
+// unknown and did land: the next write must expect its generation.
+func (r *Runtime) recoverCheckpointGen(ctx context.Context, err error) {
+	if !errors.Is(err, sink.ErrConflict) {
+		return
+	}
+	if cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name); rerr == nil && ok && !cur.Pos.Less(r.cp.Pos) && cur.Resume >= r.cp.Resume {
+		r.cpGen = gen
+	}
+}
+
+// checkpointWritten records a durable checkpoint.
+func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
+	r.cpGen = gen
 	r.cp = cp
 	r.lastCkp = time.Now()
 	// The status shows the checkpoint before the source is told of it, so a
@@ -498,7 +529,6 @@ func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
 		s.Durable, s.ResumeLSN, s.LastDurable = cp.Pos.String(), change.FormatLSN(cp.Resume), cp.Written
 		s.ChangesTotal = cp.Changes
 	})
-	return nil
 }
 
 func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Checkpoint, lastCommit time.Time, reads map[string]int, res *outcome) {

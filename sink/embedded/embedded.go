@@ -65,6 +65,10 @@ func (s *Store) checkFault(op string, recs []sink.Record) error {
 	return f(op, recs)
 }
 
+// Atomic reports that Put writes all its records or none (one bbolt
+// transaction), so a caller may put a checkpoint beside the data it covers.
+func (s *Store) Atomic() bool { return true }
+
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 

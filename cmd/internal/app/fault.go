@@ -66,7 +66,9 @@ func (f *fault) kill() {
 	select {} // SIGKILL cannot be caught; wait for it
 }
 
-// faultStore wraps a store with the record and checkpoint faults.
+// faultStore wraps a store with the record and checkpoint faults. It does
+// not pass on the embedded store's Atomic, so the runtime writes records
+// and checkpoint in two Puts and the window between them can be hit.
 type faultStore struct {
 	Store
 	f *fault

@@ -1,0 +1,618 @@
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/connector"
+	"github.com/tilefeed/tilefeed/connector/postgres"
+	"github.com/tilefeed/tilefeed/serve"
+	"github.com/tilefeed/tilefeed/sink"
+	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// The benchmarks run tilefeed as the command does (production options,
+// fsync on in the embedded store) against the test cluster, which runs
+// PostgreSQL with fsync=off and, by default, synchronous_commit=off.
+
+const (
+	// backlogRounds × backlogRows rows are inserted; each round also
+	// updates a tenth and deletes a twentieth of the rows it inserted.
+	backlogRounds = 10
+	backlogRows   = 100_000
+	backlogCards  = 10_000
+
+	latencyRate   = 200 // transactions per second
+	latencyWarmup = 2 * time.Second
+	latencyRun    = 20 * time.Second
+)
+
+// BenchmarkBacklog measures catch-up: with tilefeed down, a backlog of
+// over a million changes (inserts, updates, deletes in large
+// transactions) accumulates in the replication slot; then tilefeed starts
+// on the embedded store, and the clock runs until a sentinel committed
+// after the backlog is readable. changes/s is end to end over that time.
+//
+// Also reported: the process's peak RSS during catch-up (peak_rss_MB,
+// VmHWM; peak_anon_MB leaves out the store's memory map), the store
+// file's size, CPU seconds used by this process and by the walsender
+// (PostgreSQL's decoding, which shares the cores), and the store calls
+// (see storeBusy.report).
+func BenchmarkBacklog(b *testing.B) {
+	var elapsed time.Duration
+	var changes int64
+	var peakKB, anonKB, storeBytes int64
+	var busy storeBusy
+	var ownCPU, walsenderCPU time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		conn, db := benchDB(b)
+		c := benchConnector(b, db)
+
+		// A first run creates the slot and writes a checkpoint, as a
+		// tilefeed that then went down would have.
+		r := startBench(b, c, nil)
+		insertSync(b, conn, 0)
+		waitFound(b, r, 0, time.Minute)
+		r.stop(b)
+
+		loadStart := time.Now()
+		want := loadBacklog(b, conn)
+		insertSync(b, conn, 1)
+		want++
+		b.Logf("backlog of %d changes committed in %s", want, time.Since(loadStart).Round(time.Millisecond))
+
+		debug.FreeOSMemory() // collects first
+		hwm := resetPeakRSS()
+		sampler := sampleRSS()
+		cpu0 := processCPU()
+		b.StartTimer()
+		start := time.Now()
+		r = startBench(b, c, func(s connector.Store) connector.Store { return &timedStore{Store: s, busy: &busy} })
+		waitFound(b, r, 1, 45*time.Minute)
+		d := time.Since(start)
+		b.StopTimer()
+		elapsed += d
+		ownCPU += processCPU() - cpu0
+		walsenderCPU += slotCPU(b, conn, c.Postgres.SlotName)
+		peak, anon := sampler()
+		if hwm {
+			peak = max(peak, statusKB("VmHWM"))
+		}
+		peakKB, anonKB = max(peakKB, peak), max(anonKB, anon)
+		if fi, err := os.Stat(c.Sink.EmbeddedPath); err == nil {
+			storeBytes = max(storeBytes, fi.Size())
+		}
+
+		// The status counts changes since the first start, from the
+		// checkpoint, which follows the sentinel's records.
+		var got int64
+		for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if got = r.rt.Status().ChangesTotal - r.before; got >= want {
+				break
+			}
+		}
+		if got != want {
+			b.Errorf("tilefeed applied %d changes from the slot, the backlog holds %d", got, want)
+		}
+		changes += got
+		if d > 5*time.Minute {
+			b.Logf("catch-up took %s, more than the 5 minutes aimed for", d.Round(time.Second))
+		}
+		r.stop(b)
+		dropSlot(b, conn, c.Postgres.SlotName)
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(changes)/elapsed.Seconds(), "changes/s")
+	b.ReportMetric(float64(changes)/n, "changes")
+	b.ReportMetric(elapsed.Seconds()/n, "catchup_s")
+	b.ReportMetric(float64(peakKB)/1024, "peak_rss_MB")
+	b.ReportMetric(float64(anonKB)/1024, "peak_anon_MB")
+	b.ReportMetric(float64(storeBytes)/(1<<20), "store_file_MB")
+	b.ReportMetric(ownCPU.Seconds()/n, "tilefeed_cpu_s")
+	b.ReportMetric(walsenderCPU.Seconds()/n, "walsender_cpu_s")
+	busy.report(b, n)
+}
+
+// BenchmarkLatency measures commit→durable latency at a steady rate: from
+// the moment a client's COMMIT returns to the moment a checkpoint written
+// to the sink covers the transaction. The client commits with
+// synchronous_commit=on, so PostgreSQL hands the commit to the walsender
+// at once rather than at the WAL writer's next round (up to 200ms).
+//
+// min_ms may be slightly negative: the client shares this process and two
+// cores with tilefeed, so it can see its COMMIT return after the
+// checkpoint covering it is written.
+func BenchmarkLatency(b *testing.B) {
+	var lat []time.Duration
+	var busy storeBusy
+	var sent int
+	var sentFor time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		conn, db := benchDB(b)
+		c := benchConnector(b, db)
+		if _, err := conn.Exec(context.Background(), "SET synchronous_commit = on"); err != nil {
+			b.Fatal(err)
+		}
+		cps := &checkpointLog{}
+		r := startBench(b, c, func(s connector.Store) connector.Store {
+			return &timedStore{Store: s, busy: &busy, checkpoints: cps}
+		})
+		rng := rand.New(rand.NewPCG(uint64(i), 7))
+		drive(b, conn, rng, latencyWarmup)
+		// Only the steady state counts: the warm-up lets the runtime settle
+		// (connections, first batches, the store file's first growth).
+		busy.reset()
+		b.StartTimer()
+		txs := drive(b, conn, rng, latencyRun)
+		last := txs[len(txs)-1].lsn
+		for deadline := time.Now().Add(30 * time.Second); cps.covered() < last; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				b.Fatalf("no checkpoint reached %s within 30s of the last commit", lsnText(last))
+			}
+		}
+		b.StopTimer()
+		r.stop(b)
+		dropSlot(b, conn, c.Postgres.SlotName)
+		got, err := cps.latencies(txs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, got...)
+		sent += len(txs)
+		sentFor += txs[len(txs)-1].committed.Sub(txs[0].committed)
+	}
+	slices.Sort(lat)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	pct := func(p float64) time.Duration { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	b.ReportMetric(ms(pct(0.50)), "p50_ms")
+	b.ReportMetric(ms(pct(0.99)), "p99_ms")
+	b.ReportMetric(ms(lat[len(lat)-1]), "max_ms")
+	b.ReportMetric(ms(lat[0]), "min_ms")
+	b.ReportMetric(float64(sent)/sentFor.Seconds(), "txn/s")
+	b.ReportMetric(float64(len(lat))/float64(b.N), "txns")
+	busy.report(b, float64(b.N))
+}
+
+func lsnText(lsn uint64) string { return pglogrepl.LSN(lsn).String() }
+
+// benchDB creates a database with the test schema (newDB, for a B).
+func benchDB(b *testing.B) (*pgx.Conn, string) {
+	b.Helper()
+	if cluster == nil {
+		b.Skip("no PostgreSQL server: install postgresql-15 (apt-get install postgresql-15) or set PG_BIN")
+	}
+	ctx := context.Background()
+	name := fmt.Sprintf("bench_%d_%d", os.Getpid(), dbSeq.Add(1))
+	conn, err := cluster.CreateDatabase(ctx, name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close(context.Background()) })
+	for _, stmt := range schema {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			b.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	return conn, name
+}
+
+// benchConnector is the tests' connector file with the default batch size
+// (the tests use a small one to cut many batches).
+func benchConnector(b *testing.B, db string) *config.Connector {
+	b.Helper()
+	raw := string(connectorJSON(db, filepath.Join(b.TempDir(), "store.db"), "127.0.0.1:0"))
+	const small, large = `"batch.max.changes": 700`, `"batch.max.changes": 5000`
+	if !strings.Contains(raw, small) {
+		b.Fatalf("connectorJSON no longer sets %s", small)
+	}
+	c, err := config.Parse([]byte(strings.Replace(raw, small, large, 1)), func(string) string { return "" })
+	if err != nil {
+		b.Fatalf("connector file: %v", err)
+	}
+	return c
+}
+
+// benchRun is tilefeed running in this process (runtime, for a B).
+type benchRun struct {
+	rt     *connector.Runtime
+	reader *serve.Reader
+	store  *embedded.Store
+	cancel context.CancelFunc
+	done   chan error
+	before int64 // changes applied before this start, per the checkpoint
+}
+
+// startBench starts tilefeed with the options the command uses. wrap, when
+// not nil, decorates the store the runtime writes to.
+func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) connector.Store) *benchRun {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		b.Fatal(err)
+	}
+	st, err := embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var store connector.Store = st
+	if wrap != nil {
+		store = wrap(st)
+	}
+	log := slog.New(slog.NewTextHandler(benchWriter{b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	m := connector.NewMetrics(prometheus.NewRegistry())
+	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, m)
+	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
+		b.Fatal(err)
+	}
+	rt := connector.New(c.Name, src, store, engine, log, m, connector.Options{
+		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities,
+		IdleCheckpoint: c.Postgres.HeartbeatInterval})
+	r := &benchRun{rt: rt, reader: &serve.Reader{Engine: engine, Store: st}, store: st, cancel: cancel, done: make(chan error, 1),
+		before: cp.Changes}
+	go func() { r.done <- rt.Run(ctx) }()
+	return r
+}
+
+func (r *benchRun) stop(b *testing.B) {
+	b.Helper()
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			b.Errorf("runtime stopped with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		b.Fatal("runtime did not stop within 60s")
+	}
+	r.store.Close()
+}
+
+type benchWriter struct{ b *testing.B }
+
+func (w benchWriter) Write(p []byte) (int, error) {
+	w.b.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func insertSync(b *testing.B, conn *pgx.Conn, id int) {
+	b.Helper()
+	if _, err := conn.Exec(context.Background(), "INSERT INTO sync VALUES ($1)", id); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// waitFound waits until the sentinel row id is readable (waitSync without
+// the insert, with a longer deadline).
+func waitFound(b *testing.B, r *benchRun, id int, timeout time.Duration) {
+	b.Helper()
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ents, err := r.reader.Read(context.Background(), "sync", [][]string{{strconv.Itoa(id)}}, time.Now())
+		if err == nil && ents[0].Found {
+			return
+		}
+		select {
+		case err := <-r.done:
+			b.Fatalf("runtime stopped before sentinel %d arrived: %v", id, err)
+		default:
+		}
+	}
+	b.Fatalf("sentinel %d did not arrive within %s", id, timeout)
+}
+
+// loadBacklog commits the backlog in large transactions and returns how
+// many row changes the slot holds for the feature tables.
+func loadBacklog(b *testing.B, conn *pgx.Conn) int64 {
+	b.Helper()
+	ctx := context.Background()
+	// Event times as in the workload: 30% within 15 minutes, 30% within
+	// 48 hours, the rest within 40 days. Hashes of g spread the values.
+	const insert = `INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+		SELECT g % $3, 'merchant-' || lpad(((g * 7919) % 500)::text, 4, '0'),
+			((g * 104729) % 50000)::numeric / 100,
+			CASE WHEN (g * 31) % 6 = 0 THEN 'declined' ELSE 'approved' END,
+			now() - CASE WHEN (g * 13) % 10 < 3 THEN interval '1 second' * ((g * 7907) % 900)
+				WHEN (g * 13) % 10 < 6 THEN interval '1 second' * ((g * 7907) % 172800)
+				ELSE interval '1 second' * ((g * 7907) % 3456000) END
+		FROM generate_series($1::bigint, $2::bigint) g`
+	var n int64
+	exec := func(sql string, args ...any) {
+		tag, err := conn.Exec(ctx, sql, args...)
+		if err != nil {
+			b.Fatalf("%s: %v", sql, err)
+		}
+		n += tag.RowsAffected()
+	}
+	for round := int64(0); round < backlogRounds; round++ {
+		lo, hi := round*backlogRows+1, (round+1)*backlogRows
+		exec(insert, lo, hi, backlogCards)
+		exec("UPDATE transactions SET amount = amount + 1 WHERE id BETWEEN $1 AND $2 AND id % 10 = 0", lo, hi)
+		exec("DELETE FROM transactions WHERE id BETWEEN $1 AND $2 AND id % 20 = 1", lo, hi)
+	}
+	return n
+}
+
+// latencyTxn is one transaction of the steady workload.
+type latencyTxn struct {
+	committed time.Time // when COMMIT returned
+	// lsn is pg_current_wal_insert_lsn() read right after COMMIT returned:
+	// at or past the end of the transaction's commit record. A checkpoint
+	// whose resume position reaches it covers the transaction. (The insert
+	// position read before COMMIT would not do: an idle heartbeat's resume
+	// position, the walsender's sent position, can pass it while the
+	// transaction is still open.)
+	lsn uint64
+}
+
+// drive commits latencyRate transactions per second of 1–5 inserted rows
+// for d, on a fixed schedule (a late transaction does not delay the next).
+func drive(b *testing.B, conn *pgx.Conn, rng *rand.Rand, d time.Duration) []latencyTxn {
+	b.Helper()
+	ctx := context.Background()
+	n := int(d.Seconds() * latencyRate)
+	out := make([]latencyTxn, 0, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / latencyRate)))
+		sql := fmt.Sprintf(`BEGIN;
+			INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+			SELECT %d + g, 'merchant-%04d', %d.%02d, '%s', now() - interval '%d seconds' FROM generate_series(0, %d) g;
+			COMMIT`,
+			rng.IntN(backlogCards-5), rng.IntN(500), rng.IntN(500), rng.IntN(100),
+			[]string{"approved", "approved", "approved", "approved", "approved", "declined"}[rng.IntN(6)],
+			rng.IntN(900), rng.IntN(5))
+		// Without arguments pgx sends one simple query: one round trip,
+		// returning when COMMIT has.
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			b.Fatal(err)
+		}
+		committed := time.Now()
+		var text string
+		if err := conn.QueryRow(ctx, "SELECT pg_current_wal_insert_lsn()::text").Scan(&text); err != nil {
+			b.Fatal(err)
+		}
+		lsn, err := pglogrepl.ParseLSN(text)
+		if err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, latencyTxn{committed: committed, lsn: uint64(lsn)})
+	}
+	return out
+}
+
+// checkpointLog records when each checkpoint became durable.
+type checkpointLog struct {
+	mu  sync.Mutex
+	at  []time.Time
+	pos []uint64 // resume positions, never decreasing
+}
+
+func (l *checkpointLog) add(at time.Time, resume uint64) {
+	l.mu.Lock()
+	l.at = append(l.at, at)
+	l.pos = append(l.pos, resume)
+	l.mu.Unlock()
+}
+
+func (l *checkpointLog) covered() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.pos) == 0 {
+		return 0
+	}
+	return l.pos[len(l.pos)-1]
+}
+
+// latencies returns, per transaction, the time from its commit to the
+// first checkpoint that covers it.
+func (l *checkpointLog) latencies(txs []latencyTxn) ([]time.Duration, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.IsSorted(l.pos) {
+		return nil, errors.New("checkpoint resume positions went backwards")
+	}
+	out := make([]time.Duration, 0, len(txs))
+	for _, tx := range txs {
+		i, _ := slices.BinarySearch(l.pos, tx.lsn)
+		if i == len(l.pos) {
+			return nil, fmt.Errorf("no checkpoint covers the transaction committed at %s", lsnText(tx.lsn))
+		}
+		out = append(out, l.at[i].Sub(tx.committed))
+	}
+	return out, nil
+}
+
+// timedStore decorates the runtime's store: it adds up the time spent in
+// each kind of call and, given a checkpointLog, records every checkpoint
+// written with the time its Put returned.
+type timedStore struct {
+	connector.Store
+	busy        *storeBusy
+	checkpoints *checkpointLog
+}
+
+func (s *timedStore) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error) {
+	start := time.Now()
+	recs, err := s.Store.Get(ctx, keys)
+	s.busy.add(&s.busy.get, time.Since(start), len(keys))
+	return recs, err
+}
+
+func (s *timedStore) Put(ctx context.Context, recs []sink.Record) error {
+	start := time.Now()
+	err := s.Store.Put(ctx, recs)
+	done := time.Now()
+	if len(recs) == 1 && recs[0].Key.Set == sink.CheckpointSet {
+		s.busy.add(&s.busy.checkpoint, done.Sub(start), 1)
+		if err == nil && s.checkpoints != nil {
+			resume, _ := recs[0].Bins["resume"].(int64)
+			s.checkpoints.add(done, uint64(resume))
+		}
+		return err
+	}
+	s.busy.add(&s.busy.put, done.Sub(start), len(recs))
+	return err
+}
+
+// storeBusy adds up the store calls of the runtime.
+type storeBusy struct {
+	mu                   sync.Mutex
+	get, put, checkpoint callStats
+}
+
+type callStats struct {
+	calls, records int
+	time           time.Duration
+}
+
+func (s *storeBusy) add(c *callStats, d time.Duration, records int) {
+	s.mu.Lock()
+	c.calls++
+	c.records += records
+	c.time += d
+	s.mu.Unlock()
+}
+
+func (s *storeBusy) reset() {
+	s.mu.Lock()
+	s.get, s.put, s.checkpoint = callStats{}, callStats{}, callStats{}
+	s.mu.Unlock()
+}
+
+// report adds, per iteration, the batches written, the mean records per
+// batch, the mean time of a records Put and a checkpoint Put, and the
+// total time spent in the store.
+func (s *storeBusy) report(b *testing.B, n float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	mean := func(c callStats) float64 {
+		if c.calls == 0 {
+			return 0
+		}
+		return float64(c.time) / float64(c.calls) / float64(time.Millisecond)
+	}
+	b.ReportMetric(float64(s.checkpoint.calls)/n, "batches")
+	if s.put.calls > 0 {
+		b.ReportMetric(float64(s.put.records)/float64(s.put.calls), "records/batch")
+	}
+	b.ReportMetric(mean(s.put), "put_ms")
+	b.ReportMetric(mean(s.checkpoint), "ckpt_put_ms")
+	b.ReportMetric((s.get.time+s.put.time+s.checkpoint.time).Seconds()/n, "store_s")
+}
+
+// dropSlot drops the benchmark's slot so its WAL is not kept.
+func dropSlot(b *testing.B, conn *pgx.Conn, slot string) {
+	b.Helper()
+	if _, err := conn.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+		b.Errorf("drop slot %s: %v", slot, err)
+	}
+}
+
+// statusKB reads a field of /proc/self/status in kB (0 if unknown).
+func statusKB(field string) int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb
+		}
+	}
+	return 0
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (Linux 4.0+); false when
+// it cannot, and then only sampling measures the peak.
+func resetPeakRSS() bool {
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// sampleRSS samples VmRSS and RssAnon every 50ms until the returned
+// function is called; that returns the largest samples in kB. RssAnon
+// leaves out file pages, such as the embedded store's memory map.
+func sampleRSS() func() (rss, anon int64) {
+	stop := make(chan struct{})
+	peak := make(chan [2]int64)
+	go func() {
+		var p [2]int64
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			p[0] = max(p[0], statusKB("VmRSS"))
+			p[1] = max(p[1], statusKB("RssAnon"))
+			select {
+			case <-stop:
+				peak <- p
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() (int64, int64) { close(stop); p := <-peak; return p[0], p[1] }
+}
+
+// processCPU is the user and system CPU time of this process.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// slotCPU is the CPU time the walsender serving slot has used (0 if it
+// cannot be read): PostgreSQL's decoding, on the same cores as tilefeed.
+func slotCPU(b *testing.B, conn *pgx.Conn, slot string) time.Duration {
+	b.Helper()
+	var pid *int32
+	if err := conn.QueryRow(context.Background(), "SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", slot).Scan(&pid); err != nil || pid == nil {
+		return 0
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", *pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name: state is 3, utime 14, stime 15.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
