@@ -465,10 +465,27 @@ func (s *timedStore) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, e
 	return recs, err
 }
 
+// Atomic passes on the wrapped store's Atomic, so the runtime writes as
+// it does in production (checkpoint and records in one Put on the embedded
+// store).
+func (s *timedStore) Atomic() bool {
+	a, ok := s.Store.(interface{ Atomic() bool })
+	return ok && a.Atomic()
+}
+
 func (s *timedStore) Put(ctx context.Context, recs []sink.Record) error {
 	start := time.Now()
 	err := s.Store.Put(ctx, recs)
 	done := time.Now()
+	if last := len(recs) - 1; last > 0 && recs[last].Key.Set == sink.CheckpointSet {
+		// Records and checkpoint in one Put.
+		s.busy.add(&s.busy.put, done.Sub(start), last)
+		if err == nil && s.checkpoints != nil {
+			resume, _ := recs[last].Bins["resume"].(int64)
+			s.checkpoints.add(done, uint64(resume))
+		}
+		return err
+	}
 	if len(recs) == 1 && recs[0].Key.Set == sink.CheckpointSet {
 		s.busy.add(&s.busy.checkpoint, done.Sub(start), 1)
 		if err == nil && s.checkpoints != nil {
