@@ -1,6 +1,8 @@
 package integration
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -64,5 +66,49 @@ func TestSnapshotInterrupted(t *testing.T) {
 	if code := p.cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(p.log(), "initial snapshot of connector") ||
 		!strings.Contains(p.log(), "pg_drop_replication_slot") {
 		t.Errorf("exit %d; log:\n%s", code, lastLines(p.log(), 10))
+	}
+}
+
+// TestSnapshotWindowBackfill: for a table whose groups only have windowed
+// aggregates, the snapshot reads the rows the longest window can still
+// see, not the table's whole history, and the features are exact.
+func TestSnapshotWindowBackfill(t *testing.T) {
+	conn, db := newDB(t)
+	ctx := context.Background()
+	for _, stmt := range []string{
+		`CREATE TABLE visits (id serial PRIMARY KEY, k int NOT NULL, at timestamptz NOT NULL)`,
+		`ALTER TABLE visits REPLICA IDENTITY FULL`,
+		// 1,000 rows, one every 2.4 hours over 100 days.
+		`INSERT INTO visits (k, at) SELECT g % 5, now() - make_interval(secs => g * 8640) FROM generate_series(0, 999) g`,
+	} {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"snapshot.mode": "no_data"`, `"snapshot.mode": "initial"`, 1)
+	raw = strings.Replace(raw, `"features": [`, `"features": [
+    {"name": "visits", "table": "public.visits", "entity": ["k"], "time": "at",
+     "aggregations": [{"name": "n_7d", "function": "count", "window": "7d"}, {"name": "n_1d", "function": "count", "window": "1d"}]},`, 1)
+	c := loadConnector(t, []byte(raw))
+	r := startRuntime(t, c)
+	defer r.stop(t)
+	waitSync(t, conn, r.read, 1)
+	// Read changes: the visits within 7 days (+ a tile, + a day of margin)
+	// and the rows of the other, empty tables; not 1,000.
+	if n := r.rt.Status().ChangesTotal; n > 120 {
+		t.Errorf("the snapshot read %d rows; the 7-day window needs about 80", n)
+	}
+	tile := 2 * time.Hour // config.TileOf for 7d
+	now := time.Now()
+	c0 := now.Truncate(tile)
+	for k := 0; k < 5; k++ {
+		var want int64
+		if err := conn.QueryRow(ctx, "SELECT count(*) FROM visits WHERE k = $1 AND at >= $2 AND at < $3", k, c0.Add(-7*24*time.Hour), c0.Add(tile)).Scan(&want); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := r.read("visits", fmt.Sprint(k), now)
+		if err != nil || fmt.Sprint(got["n_7d"]) != fmt.Sprint(want) {
+			t.Errorf("visits %d: n_7d %v (%v), SQL %d", k, got["n_7d"], err, want)
+		}
 	}
 }

@@ -177,6 +177,24 @@ func (g *Group) Columns() []string {
 	return cols
 }
 
+// BackfillFrom returns the earliest event time a snapshot taken at t must
+// read for this group: rows older than it fall in tiles no window can
+// include, which Apply skips anyway. ok is false when the group needs every
+// row (lifetime aggregates, projected columns, or no time column).
+func (g *Group) BackfillFrom(t time.Time) (from time.Time, ok bool) {
+	if g.TimeCol == "" || len(g.Project) > 0 || len(g.scales) == 0 {
+		return time.Time{}, false
+	}
+	var longest int64
+	for _, sc := range g.scales {
+		if sc.size == 0 {
+			return time.Time{}, false
+		}
+		longest = max(longest, sc.horizon+sc.size)
+	}
+	return t.Add(-time.Duration(longest) * time.Second), true
+}
+
 // NeedsOldImage reports whether the group must see whole old rows on
 // UPDATE and DELETE (REPLICA IDENTITY FULL): aggregates retract the old
 // row's values, and a filter is evaluated on the old row.

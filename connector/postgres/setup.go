@@ -47,6 +47,7 @@ func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uin
 		return err
 	}
 	s.tables = engine.Tables()
+	s.engine = engine
 	return s.ensureSlot(ctx, conn, resume)
 }
 

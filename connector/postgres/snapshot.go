@@ -84,9 +84,17 @@ func (st *stream) snapshotTable(ctx context.Context, tx pgx.Tx, table string, ls
 	var estimate float64
 	_ = tx.QueryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = $1::regclass", table).Scan(&estimate)
 	st.log.Info("snapshot: reading table", "table", table, "estimated_rows", int64(max(estimate, 0)))
+	// Window backfill: when every group on the table only has windowed
+	// aggregates, rows older than the longest window are not read.
+	query, args := "SELECT * FROM "+quoteTable(table), []any{}
+	if col, from, ok := st.backfillFrom(table, at); ok {
+		query += " WHERE " + pgx.Identifier{col}.Sanitize() + " >= $1"
+		args = append(args, from)
+		st.log.Info("snapshot: window backfill", "table", table, "column", col, "from", from)
+	}
 	// Text format, decoded as the stream's values are, so the snapshot and
 	// the stream agree to the byte.
-	rows, err := tx.Query(ctx, "SELECT * FROM "+quoteTable(table), pgx.QueryExecModeSimpleProtocol)
+	rows, err := tx.Query(ctx, query, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
 	if err != nil {
 		return 0, err
 	}
@@ -139,4 +147,29 @@ func (st *stream) sendSnapshot(ctx context.Context, ev change.Event) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// backfillFrom returns the time column and the earliest event time the
+// snapshot of table must read, when all its groups agree on a column and
+// none needs every row.
+func (st *stream) backfillFrom(table string, at time.Time) (col string, from time.Time, ok bool) {
+	if st.engine == nil {
+		return "", time.Time{}, false
+	}
+	for _, g := range st.engine.Groups() {
+		if g.Table != table {
+			continue
+		}
+		f, gok := g.BackfillFrom(at)
+		if !gok || (col != "" && col != g.TimeCol) {
+			return "", time.Time{}, false
+		}
+		if col == "" || f.Before(from) {
+			from = f
+		}
+		col = g.TimeCol
+	}
+	// A day of margin covers a timestamp or date column compared in the
+	// session's time zone; Apply skips the extra rows.
+	return col, from.Add(-24 * time.Hour), col != ""
 }

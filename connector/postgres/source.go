@@ -18,6 +18,7 @@ import (
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/decode"
+	"github.com/tilefeed/tilefeed/transform"
 )
 
 // Options tune a Source.
@@ -44,8 +45,9 @@ type Source struct {
 	acked     atomic.Uint64 // durable: the only position ever sent as flushed
 	connected atomic.Bool
 
-	// tables are the feature tables, set by Setup.
+	// tables are the feature tables and engine their groups, set by Setup.
 	tables []string
+	engine *transform.Engine
 	// snapshotPending is set by Setup when the slot must be created with an
 	// exported snapshot and the tables read in it (snapshot.mode=initial).
 	snapshotPending bool
