@@ -198,36 +198,32 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 			t.Sums[col] = next
 		}
 	}
-	for _, col := range sc.vals {
-		v, err := usable(col)
-		if err != nil {
-			return err
-		}
-		if v == nil {
-			continue
-		}
-		k, err := encodeValue(v)
-		if err != nil {
-			return bad(col, v, err.Error())
-		}
-		if !bumpSet(t, &t.Values, accVals, col, k, sign) {
-			stats.Unmatched++
-		}
-	}
-	for _, col := range sc.timed {
-		v, err := usable(col)
-		if err != nil {
-			return err
-		}
-		if v == nil {
-			continue
-		}
-		k, err := encodeValue(v)
-		if err != nil {
-			return bad(col, v, err.Error())
-		}
-		if !bumpSet(t, &t.Timed, accTimed, col, timedKey(at, k), sign) {
-			stats.Unmatched++
+	// Multisets: values (min, max, distinct) and (time, value) pairs
+	// (first, last).
+	for _, ms := range []struct {
+		cols   []string
+		set    *map[string]map[string]int64
+		prefix string
+		timed  bool
+	}{{sc.vals, &t.Values, accVals, false}, {sc.timed, &t.Timed, accTimed, true}} {
+		for _, col := range ms.cols {
+			v, err := usable(col)
+			if err != nil {
+				return err
+			}
+			if v == nil {
+				continue
+			}
+			k, err := encodeValue(v)
+			if err != nil {
+				return bad(col, v, err.Error())
+			}
+			if ms.timed {
+				k = timedKey(at, k)
+			}
+			if !bumpSet(t, ms.set, ms.prefix, col, k, sign) {
+				stats.Unmatched++
+			}
 		}
 	}
 	if t.Rows == 0 {
