@@ -32,9 +32,10 @@ type Group struct {
 	Project []string
 	Aggs    []Aggregation
 	// TTL is how long an idle entity's record lives; 0 is forever.
-	TTL    time.Duration
-	filter *vm.Program
-	scales []*scale // by size
+	TTL     time.Duration
+	filter  *vm.Program
+	scales  []*scale // by size
+	columns []string // columns every new row image must have
 }
 
 // Aggregation is one compiled aggregate.
@@ -126,6 +127,18 @@ func Compile(features []config.Feature) (*Engine, error) {
 				g.TTL = 0
 			} else if d, err := config.ParseDuration(f.TTL); err == nil {
 				g.TTL = d
+			}
+		}
+		// A new row image always carries every column of its table, so a
+		// missing key, time or aggregated column is a schema change.
+		// (Projected columns may be missing: the stored value is kept.)
+		g.columns = append([]string{}, g.Entity...)
+		if g.TimeCol != "" {
+			g.columns = appendOnce(g.columns, g.TimeCol)
+		}
+		for _, a := range g.Aggs {
+			if a.Column != "" {
+				g.columns = appendOnce(g.columns, a.Column)
 			}
 		}
 		e.groups = append(e.groups, g)
@@ -274,6 +287,9 @@ func (g *Group) plan(ev *change.Event, commit int64, dst []Update) ([]Update, er
 		}
 	default:
 		return dst, nil
+	}
+	if err := g.hasColumns(ev, newRow); err != nil {
+		return dst, err
 	}
 	oldIn, err := g.accepts(ev, oldRow)
 	if err != nil {
@@ -426,6 +442,33 @@ func filterValue(v any) any {
 		return nil
 	}
 	return v
+}
+
+// SchemaError is a change whose row no longer has a column a feature group
+// reads: the column was dropped or renamed while tilefeed streamed. It is
+// fatal, whatever errors.tolerance says: every later change would fail too.
+type SchemaError struct {
+	Group, Table, Column string
+	Pos                  change.Position
+}
+
+func (e *SchemaError) Error() string {
+	return fmt.Sprintf("feature group %s reads column %s of %s, which change %s no longer has: it was dropped or renamed. Fix the feature definition (or the table) and restart",
+		e.Group, e.Column, e.Table, e.Pos)
+}
+
+// hasColumns checks that a new row image has the key, time and
+// aggregated columns; a nil image (none sent) passes.
+func (g *Group) hasColumns(ev *change.Event, row change.Row) error {
+	if row == nil {
+		return nil
+	}
+	for _, col := range g.columns {
+		if _, ok := row[col]; !ok {
+			return &SchemaError{Group: g.Name, Table: ev.Table, Column: col, Pos: ev.Pos}
+		}
+	}
+	return nil
 }
 
 // checkValues makes sure, before any state changes, that every value the

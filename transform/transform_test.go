@@ -48,8 +48,6 @@ func TestDataErrors(t *testing.T) {
 	}{
 		{name: "NULL entity key", ev: insert(p, t0, with(good, "customer_id", nil)),
 			column: "customer_id", reason: "entity key is NULL"},
-		{name: "entity column missing", ev: insert(p, t0, func() change.Row { r := with(good); delete(r, "customer_id"); return r }()),
-			column: "customer_id", reason: "entity column is missing"},
 		{name: "unchanged entity key", ev: insert(p, t0, with(good, "customer_id", change.Unchanged)),
 			column: "customer_id", reason: "unchanged TOAST"},
 		{name: "NULL entity key in old image", ev: remove(p, t0, with(good, "customer_id", nil)),
@@ -464,6 +462,32 @@ func allBins(h *harness) map[sink.Key]map[string]any {
 		out[k] = st.Bins()
 	}
 	return out
+}
+
+// TestSchemaChange: a new row image without a key, time or aggregated
+// column (dropped or renamed while streaming) is a *SchemaError naming the
+// group and the column, never read as NULL; a missing projected column is
+// not (the stored value is kept).
+func TestSchemaChange(t *testing.T) {
+	t.Parallel()
+	p := pos(16, 3)
+	good := change.Row{"id": int64(1), "customer_id": int64(7), "amount": int64(5), "status": "ok", "created_at": t0}
+	for _, col := range []string{"customer_id", "amount", "created_at"} {
+		h := newHarness(t, []config.Feature{txFeature()})
+		row := with(good)
+		delete(row, col)
+		_, err := h.apply(insert(p, t0, row))
+		var se *SchemaError
+		if !errors.As(err, &se) || se.Column != col || se.Group != "tx" || !strings.Contains(err.Error(), "dropped or renamed") {
+			t.Errorf("without %s: got %v, want a *SchemaError naming it", col, err)
+		}
+	}
+	h := newHarness(t, []config.Feature{{Name: "p", Table: "transactions", Entity: []string{"customer_id"}, Project: []string{"status"}}})
+	row := with(good)
+	delete(row, "status")
+	if _, err := h.apply(insert(p, t0, row)); err != nil {
+		t.Errorf("a missing projected column: %v", err)
+	}
 }
 
 // TestCommitTimeGroupRetraction: a group without a time column would use
