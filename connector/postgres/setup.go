@@ -107,7 +107,16 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 				ident = "i"
 			}
 		}
-		if g.NeedsOldImage() && ident != "f" && kind != "p" {
+		if kind == "p" {
+			// A partitioned table publishes through its root
+			// (publish_via_partition_root), but each partition logs its
+			// own old rows, under its own replica identity.
+			if err := s.checkPartitions(ctx, conn, g); err != nil {
+				problems = append(problems, err)
+			}
+			continue
+		}
+		if g.NeedsOldImage() && ident != "f" {
 			problems = append(problems, fmt.Errorf("feature group %s aggregates or filters %s, so UPDATE and DELETE must carry the whole old row: run ALTER TABLE %s REPLICA IDENTITY FULL (or set replica.identity.autoset.values=%s:FULL)", g.Name, g.Table, quoteTable(g.Table), g.Table))
 		}
 	}
@@ -145,10 +154,27 @@ func setReplicaIdentity(ctx context.Context, conn *pgx.Conn, table, ident string
 func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables []string) error {
 	name := s.cfg.PublicationName
 	var allTables bool
-	err := conn.QueryRow(ctx, "SELECT puballtables FROM pg_publication WHERE pubname = $1", name).Scan(&allTables)
+	var viaRoot bool
+	err := conn.QueryRow(ctx, "SELECT puballtables, pubviaroot FROM pg_publication WHERE pubname = $1", name).Scan(&allTables, &viaRoot)
+	if err == nil && !viaRoot {
+		var partitioned []string
+		for _, t := range tables {
+			var kind string
+			if conn.QueryRow(ctx, "SELECT relkind::text FROM pg_class WHERE oid = $1::regclass", t).Scan(&kind) == nil && kind == "p" {
+				partitioned = append(partitioned, t)
+			}
+		}
+		if len(partitioned) > 0 {
+			return fmt.Errorf("publication %q publishes the partitions of %s under their own names: run ALTER PUBLICATION %s SET (publish_via_partition_root = true)",
+				name, strings.Join(partitioned, ", "), name)
+		}
+	}
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		var stmt string
+		// Partitioned tables publish as their root, as the feature groups
+		// name them.
+		const via = " WITH (publish_via_partition_root = true)"
 		switch s.cfg.PublicationAutocreate {
 		case "disabled":
 			return fmt.Errorf("publication %q does not exist and publication.autocreate.mode is disabled: create it (CREATE PUBLICATION %s FOR TABLE %s)", name, name, strings.Join(tables, ", "))
@@ -157,9 +183,9 @@ func (s *Source) ensurePublication(ctx context.Context, conn *pgx.Conn, tables [
 			for i, t := range tables {
 				quoted[i] = quoteTable(t)
 			}
-			stmt = "CREATE PUBLICATION " + pgx.Identifier{name}.Sanitize() + " FOR TABLE " + strings.Join(quoted, ", ")
+			stmt = "CREATE PUBLICATION " + pgx.Identifier{name}.Sanitize() + " FOR TABLE " + strings.Join(quoted, ", ") + via
 		default:
-			stmt = "CREATE PUBLICATION " + pgx.Identifier{name}.Sanitize() + " FOR ALL TABLES"
+			stmt = "CREATE PUBLICATION " + pgx.Identifier{name}.Sanitize() + " FOR ALL TABLES" + via
 		}
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create publication %q (%s): %w", name, s.cfg.PublicationAutocreate, err)
@@ -270,4 +296,41 @@ func (s *Source) Check(ctx context.Context, engine *transform.Engine) error {
 	s.cfg.ReplicaIdentityAutoset = nil
 	defer func() { s.cfg.ReplicaIdentityAutoset = saved }()
 	return s.checkTables(ctx, conn, engine)
+}
+
+// checkPartitions checks (or, with replica.identity.autoset.values, sets)
+// the replica identity of every leaf partition of a partitioned table.
+func (s *Source) checkPartitions(ctx context.Context, conn *pgx.Conn, g *transform.Group) error {
+	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname, c.relreplident::text
+		FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid
+		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf`, g.Table)
+	if err != nil {
+		return fmt.Errorf("read partitions of %s: %w", g.Table, err)
+	}
+	type part struct{ name, ident string }
+	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (part, error) {
+		var p part
+		return p, r.Scan(&p.name, &p.ident)
+	})
+	if err != nil {
+		return fmt.Errorf("read partitions of %s: %w", g.Table, err)
+	}
+	want, autoset := s.cfg.ReplicaIdentityAutoset[g.Table]
+	var notFull []string
+	for _, p := range parts {
+		if autoset {
+			if err := setReplicaIdentity(ctx, conn, p.name, want); err != nil {
+				return err
+			}
+			continue
+		}
+		if g.NeedsOldImage() && p.ident != "f" {
+			notFull = append(notFull, p.name)
+		}
+	}
+	if len(notFull) > 0 {
+		return fmt.Errorf("feature group %s aggregates or filters the partitioned table %s, so UPDATE and DELETE must carry whole old rows, but partitions %s are not REPLICA IDENTITY FULL: run ALTER TABLE … REPLICA IDENTITY FULL on each (or set replica.identity.autoset.values=%s:FULL, which sets it on every partition)",
+			g.Name, g.Table, strings.Join(notFull, ", "), g.Table)
+	}
+	return nil
 }
