@@ -16,7 +16,8 @@ test: deps
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 # Throughput and latency figures (changes/s decoded, changes/s end to end
-# for a 1M-change backlog, commit→durable p50/p99 at a steady rate).
+# for a 1M-change backlog, commit→durable p50/p99 at a steady rate, rows/s
+# of an initial snapshot of 1M rows).
 bench: deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./decode/ ./transform/ ./integration/
 

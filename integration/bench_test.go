@@ -633,3 +633,42 @@ func slotCPU(b *testing.B, conn *pgx.Conn, slot string) time.Duration {
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }
+
+// BenchmarkSnapshot measures the initial snapshot (snapshot.mode=initial)
+// of 1,000,000 existing rows into the embedded store, end to end: from the
+// start until the sentinel inserted right after is readable, which needs
+// the snapshot applied and the stream caught up.
+func BenchmarkSnapshot(b *testing.B) {
+	const rows = 1_000_000
+	var elapsed time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		conn, db := benchDB(b)
+		if _, err := conn.Exec(context.Background(), `INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+			SELECT g % 10000, 'm' || (g % 8), (g % 50000) / 100.0, CASE WHEN g % 6 = 0 THEN 'declined' ELSE 'approved' END,
+			       now() - make_interval(secs => g % 3456000)
+			FROM generate_series(1, $1) g`, rows); err != nil {
+			b.Fatal(err)
+		}
+		c := benchConnector(b, db)
+		c.Postgres.SnapshotMode = "initial"
+		b.StartTimer()
+		start := time.Now()
+		r := startBench(b, c, nil)
+		insertSync(b, conn, 1)
+		waitFound(b, r, 1, 45*time.Minute)
+		// The sync table is snapshot before transactions: wait for all rows.
+		for deadline := time.Now().Add(45 * time.Minute); r.rt.Status().ChangesTotal < rows && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		elapsed += time.Since(start)
+		b.StopTimer()
+		if n := r.rt.Status().ChangesTotal; n < rows {
+			b.Fatalf("only %d rows applied", n)
+		}
+		r.stop(b)
+		dropSlot(b, conn, c.Postgres.SlotName)
+	}
+	b.ReportMetric(float64(rows*b.N)/elapsed.Seconds(), "snapshot_rows/s")
+	b.ReportMetric(elapsed.Seconds()/float64(b.N), "snapshot_s")
+}
