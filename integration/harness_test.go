@@ -72,7 +72,14 @@ func newDB(t *testing.T) (*pgx.Conn, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
+	t.Cleanup(func() {
+		// Slots hold WAL and count against max_replication_slots: drop
+		// this test's once nothing streams from them (cleanups run after
+		// the test's deferred stops).
+		_, _ = conn.Exec(context.Background(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+			WHERE database = $1 AND NOT active`, name)
+		conn.Close(context.Background())
+	})
 	for _, stmt := range schema {
 		if _, err := conn.Exec(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

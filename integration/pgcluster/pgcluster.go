@@ -97,8 +97,8 @@ func Start(ctx context.Context, dir string, settings ...string) (*Cluster, error
 	c.Port = port
 	conf := []string{
 		"listen_addresses = '127.0.0.1'", "port = " + strconv.Itoa(port),
-		"unix_socket_directories = '" + dir + "'", "wal_level = logical", "max_wal_senders = 20",
-		"max_replication_slots = 20", "fsync = off", "synchronous_commit = off", "full_page_writes = off",
+		"unix_socket_directories = '" + dir + "'", "wal_level = logical", "max_wal_senders = 64",
+		"max_replication_slots = 64", "fsync = off", "synchronous_commit = off", "full_page_writes = off",
 		"shared_buffers = 128MB", "log_min_messages = warning", "wal_sender_timeout = 60s",
 	}
 	conf = append(conf, settings...)
