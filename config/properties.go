@@ -59,7 +59,7 @@ var Properties = []Property{
 	{Name: "slot.name", Default: DefaultSlotName, Debezium: true, Doc: "Replication slot; created (pgoutput) when missing.",
 		set: func(c *Connector, v string) error {
 			c.Postgres.SlotName = v
-			if !regexp.MustCompile(`^[a-z0-9_]{1,63}$`).MatchString(v) {
+			if !slotNameRE.MatchString(v) {
 				return fmt.Errorf("%q: slot names are 1-63 lower-case letters, digits and underscores", v)
 			}
 			return nil
@@ -169,6 +169,9 @@ var Properties = []Property{
 	{Name: "cache.max.entities", Default: strconv.Itoa(DefaultCacheEntities), Doc: "Most entity records kept decoded in memory; others are read from the sink when touched.",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.CacheEntities, v, 1, 100000000) }},
 }
+
+// slotNameRE is what PostgreSQL accepts as a replication slot name.
+var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
 // debeziumIgnored lists Debezium PostgreSQL connector properties tilefeed
 // accepts and ignores: they shape Kafka topics or envelopes tilefeed does

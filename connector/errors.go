@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 
-	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -29,8 +28,6 @@ func Retryable(err error) bool {
 		return false
 	case errors.Is(err, context.Canceled):
 		return false
-	case errors.Is(err, sink.ErrUnavailable), errors.Is(err, sink.ErrConflict):
-		return true
 	}
-	return true
+	return true // store outages (sink.ErrUnavailable), conflicts, lost connections
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/tilefeed/tilefeed/transform"
 )
 
 // Handler serves the HTTP API.
@@ -101,11 +102,7 @@ func (h *Handler) getFeatures(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, err)
 		return
 	}
-	e := ents[0]
-	writeJSON(w, http.StatusOK, map[string]any{
-		"group": e.Group, "entity": e.Key, "found": e.Found, "as_of": e.At, "updated_at": e.UpdatedAt,
-		"position": e.Position, "features": e.FeatureMap(),
-	})
+	writeJSON(w, http.StatusOK, ents[0].JSON())
 }
 
 // onlineRequest is shaped like Feast's get_online_features request.
@@ -223,7 +220,7 @@ func (h *Handler) getOnlineFeatures(w http.ResponseWriter, r *http.Request) {
 			if e.UpdatedAt != nil {
 				ts = e.UpdatedAt
 			}
-			res.Values = append(res.Values, jsonValue(val))
+			res.Values = append(res.Values, transform.JSONValue(val))
 			res.Statuses = append(res.Statuses, status)
 			res.EventTimestamps = append(res.EventTimestamps, ts)
 		}

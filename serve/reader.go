@@ -76,6 +76,12 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 	return out, nil
 }
 
+// JSON renders the entity as the read API and `tilefeed get` show it.
+func (e Entity) JSON() map[string]any {
+	return map[string]any{"group": e.Group, "entity": e.Key, "found": e.Found, "as_of": e.At,
+		"updated_at": e.UpdatedAt, "position": e.Position, "features": e.FeatureMap()}
+}
+
 // FeatureMap renders an entity's features for JSON.
 func (e Entity) FeatureMap() map[string]any {
 	m := make(map[string]any, len(e.Features))
@@ -84,5 +90,3 @@ func (e Entity) FeatureMap() map[string]any {
 	}
 	return m
 }
-
-func jsonValue(v any) any { return transform.JSONValue(v) }

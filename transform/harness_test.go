@@ -406,3 +406,13 @@ func offsetOf(t time.Time) string {
 	}
 	return sign + d.String()
 }
+
+// sortedStarts returns tile starts in increasing order.
+func sortedStarts(tiles map[int64]*Tile) []int64 {
+	out := make([]int64, 0, len(tiles))
+	for s := range tiles {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}

@@ -162,12 +162,3 @@ func JSONValue(v any) any {
 	}
 	return v
 }
-
-// TileStarts lists a state's tile starts per size, for debugging and docs.
-func (st *State) TileStarts() map[int64][]int64 {
-	out := map[int64][]int64{}
-	for size, tiles := range st.Scales {
-		out[size] = sortedStarts(tiles)
-	}
-	return out
-}

@@ -2,7 +2,6 @@ package transform
 
 import (
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -152,8 +151,8 @@ func (t *Tile) setEncoded(name, k string, n int64) {
 	e[k] = n
 }
 
-// DecodeState decodes the bins of a stored record. projected lists the
-// group's projected columns (the only other bins a record may hold).
+// DecodeState decodes the bins of a stored record. Bins not named like
+// tilefeed's own ("_…") are projected columns.
 func DecodeState(bins map[string]any) (*State, error) {
 	s := &State{}
 	if bins == nil {
@@ -295,14 +294,4 @@ func asInt(v any) (int64, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("%v is not an integer", v)
-}
-
-// sortedStarts returns tile starts in increasing order.
-func sortedStarts(tiles map[int64]*Tile) []int64 {
-	out := make([]int64, 0, len(tiles))
-	for s := range tiles {
-		out = append(out, s)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
-	return out
 }

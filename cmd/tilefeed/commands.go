@@ -139,11 +139,9 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	e := ents[0]
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
-	return enc.Encode(map[string]any{"group": e.Group, "entity": e.Key, "found": e.Found, "as_of": e.At,
-		"updated_at": e.UpdatedAt, "position": e.Position, "features": e.FeatureMap()})
+	return enc.Encode(ents[0].JSON())
 }
 
 func openStoreForRead(ctx context.Context, c *config.Connector) (app.Store, error) {
