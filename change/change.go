@@ -47,18 +47,30 @@ func (o Op) String() string {
 // IsMarker reports whether o carries progress only, no row.
 func (o Op) IsMarker() bool { return o == Commit || o == Heartbeat }
 
-// Position totally orders the changes of one source. Many rows share a
-// commit LSN (every change of a transaction, a multi-row INSERT), so the
-// ordinal within the transaction breaks the tie.
+// Position totally orders the changes of one stream. Many rows share a
+// transaction, so a position is the transaction's place in commit order
+// (LSN), then the change's place within it (Seq, then Ordinal).
+//
+// On the direct pgoutput path LSN is the commit LSN of the transaction,
+// Seq is 0 and Ordinal the 1-based index of the change in it. On the
+// Debezium path LSN is source.sequence[0] (where the previous
+// transaction's commit record ends: the same for every change of a
+// transaction, growing from one transaction to the next), Seq the
+// change's own WAL position (source.lsn) and Ordinal tells apart changes
+// that share both (see connector/debezium).
 type Position struct {
-	LSN     uint64 // commit LSN of the change's transaction
-	Ordinal uint32 // 1-based index of the change within its transaction
+	LSN     uint64
+	Seq     uint64
+	Ordinal uint32
 }
 
 // Less reports whether p sorts before q.
 func (p Position) Less(q Position) bool {
 	if p.LSN != q.LSN {
 		return p.LSN < q.LSN
+	}
+	if p.Seq != q.Seq {
+		return p.Seq < q.Seq
 	}
 	return p.Ordinal < q.Ordinal
 }
@@ -67,6 +79,9 @@ func (p Position) Less(q Position) bool {
 func (p Position) IsZero() bool { return p == Position{} }
 
 func (p Position) String() string {
+	if p.Seq != 0 {
+		return fmt.Sprintf("%s:%s#%d", FormatLSN(p.LSN), FormatLSN(p.Seq), p.Ordinal)
+	}
 	return fmt.Sprintf("%s#%d", FormatLSN(p.LSN), p.Ordinal)
 }
 
@@ -106,4 +121,12 @@ type Event struct {
 	// Resume is set on Commit and Heartbeat markers: the source position a
 	// restart may resume from once this marker is durable.
 	Resume uint64
+	// Stream names the ordered stream the event belongs to when a source
+	// has several (a Kafka topic partition, "topic/3"); "" for a source
+	// with one. Positions are compared only within a stream.
+	Stream string
+	// Offset, when not 0, is where the stream resumes once this event is
+	// durable (a Kafka partition's next offset). Markers may carry one
+	// with no row, so that skipped records still advance the stream.
+	Offset int64
 }

@@ -16,15 +16,14 @@ import (
 
 // Source is what the runtime needs from a change source.
 type Source interface {
-	// Stream sends events that follow resume (a source position; 0 for
-	// "wherever the source's own durable position is") to out until ctx
-	// ends, then returns ctx.Err(), or returns the error that stopped it.
-	// Before returning it passes the last acknowledged position on to the
-	// database.
-	Stream(ctx context.Context, resume uint64, out chan<- change.Event) error
-	// Ack tells the source that everything up to resume is durable. It
-	// must not block.
-	Ack(resume uint64)
+	// Stream sends the events that follow from (the durable checkpoint; the
+	// zero Checkpoint on a first start) to out until ctx ends, then returns
+	// ctx.Err(), or returns the error that stopped it. Before returning it
+	// passes the last acknowledged position on to the database.
+	Stream(ctx context.Context, from Checkpoint, out chan<- change.Event) error
+	// Ack tells the source that everything up to cp is durable. It must
+	// not block, and must not modify cp (its maps are shared).
+	Ack(cp Checkpoint)
 }
 
 // Store is what the runtime needs from a sink store.
@@ -56,10 +55,44 @@ type Checkpoint struct {
 	// Resume is where the source restarts: the end of the last transaction
 	// (or idle heartbeat) whose changes are all durable.
 	Resume uint64
+	// Streams holds the progress of each named stream of a source that
+	// has several (Kafka partitions). Never modified once checkpointed:
+	// a new checkpoint gets a new map.
+	Streams map[string]StreamPos
 	// Changes counts the row changes applied since the first start: each
 	// exactly once, however often a crash made tilefeed read them again.
 	Changes int64
 	Written time.Time
+}
+
+// StreamPos is one named stream's durable progress.
+type StreamPos struct {
+	// Pos is the last change applied from the stream.
+	Pos change.Position
+	// Offset is where the stream resumes (a Kafka partition's next
+	// offset); 0 when the source has told none.
+	Offset int64
+}
+
+// streamPos returns the progress of stream, Pos and Resume for "".
+func (c *Checkpoint) streamPos(stream string) change.Position {
+	if stream == "" {
+		return c.Pos
+	}
+	return c.Streams[stream].Pos
+}
+
+// same reports whether c and d record the same progress.
+func (c *Checkpoint) same(d *Checkpoint) bool {
+	if c.Pos != d.Pos || c.Resume != d.Resume || c.Changes != d.Changes || len(c.Streams) != len(d.Streams) {
+		return false
+	}
+	for k, v := range c.Streams {
+		if w, ok := d.Streams[k]; !ok || v != w {
+			return false
+		}
+	}
+	return true
 }
 
 // Runtime runs one connector.
@@ -167,8 +200,14 @@ func LoadCheckpoint(ctx context.Context, store Store, name string) (cp Checkpoin
 	resume, _ := r.Bins["resume"].(int64)
 	written, _ := r.Bins["written"].(int64)
 	changes, _ := r.Bins["changes"].(int64)
-	cp = Checkpoint{Pos: change.Position{LSN: uint64(lsn), Ordinal: uint32(ord)}, Resume: uint64(resume),
+	seq, _ := r.Bins["seq"].(int64)
+	cp = Checkpoint{Pos: change.Position{LSN: uint64(lsn), Seq: uint64(seq), Ordinal: uint32(ord)}, Resume: uint64(resume),
 		Changes: changes, Written: time.UnixMicro(written).UTC()}
+	if v, ok := r.Bins["streams"]; ok {
+		if cp.Streams, err = decodeStreams(v); err != nil {
+			return cp, 0, false, fmt.Errorf("%w: checkpoint of connector %q: bin streams: %w", ErrFatal, name, err)
+		}
+	}
 	return cp, r.Gen, true, nil
 }
 
@@ -201,7 +240,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		s.Durable, s.ResumeLSN = r.cp.Pos.String(), change.FormatLSN(r.cp.Resume)
 		s.ChangesTotal = r.cp.Changes
 	})
-	r.src.Ack(r.cp.Resume)
+	r.src.Ack(r.cp)
 	r.lastCkp = time.Now()
 
 	// The source gets a context of its own: on a stop, the runtime first
@@ -211,7 +250,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	defer stopSrc()
 	events := make(chan change.Event, r.opts.QueueMax)
 	srcDone := make(chan error, 1)
-	go func() { srcDone <- r.src.Stream(srcCtx, r.cp.Resume, events) }()
+	go func() { srcDone <- r.src.Stream(srcCtx, r.cp, events) }()
 
 	// After a stop is asked for, the batch in flight gets StopTimeout to
 	// become durable.
@@ -283,15 +322,28 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	var updates []transform.Update
 	var deadLetters []sink.Record
 	reads := map[string]int{}
+	streams := false // next.Streams is a copy of r.cp.Streams
 	for i := range batch {
 		ev := &batch[i]
+		if ev.Stream != "" && !streams {
+			streams = true
+			next.Streams = make(map[string]StreamPos, len(r.cp.Streams)+1)
+			for k, v := range r.cp.Streams {
+				next.Streams[k] = v
+			}
+		}
+		if ev.Offset != 0 && ev.Stream != "" {
+			sp := next.Streams[ev.Stream]
+			sp.Offset = max(sp.Offset, ev.Offset)
+			next.Streams[ev.Stream] = sp
+		}
 		if ev.Op == change.Heartbeat {
 			if ev.Resume > next.Resume {
 				next.Resume = ev.Resume
 			}
 			continue
 		}
-		if !next.Pos.Less(ev.Pos) {
+		if !next.streamPos(ev.Stream).Less(ev.Pos) {
 			// Durable already (a replay after a restart), or read twice
 			// across a reconnect: positions only grow within a stream.
 			if !ev.Op.IsMarker() {
@@ -299,7 +351,13 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 			}
 			continue
 		}
-		next.Pos = ev.Pos
+		if ev.Stream == "" {
+			next.Pos = ev.Pos
+		} else {
+			sp := next.Streams[ev.Stream]
+			sp.Pos = ev.Pos
+			next.Streams[ev.Stream] = sp
+		}
 		lastCommit = ev.CommitTime
 		if ev.Op == change.Commit {
 			next.Resume = ev.Resume
@@ -322,14 +380,14 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	for t, n := range reads {
 		r.metrics.ChangesRead.WithLabelValues(t).Add(float64(n))
 	}
-	if next == r.cp {
+	if next.same(&r.cp) {
 		return nil
 	}
 	if !lastCommit.IsZero() {
 		r.metrics.ReceivedLSN.Set(float64(next.Pos.LSN))
 		r.setStatus(func(s *Status) { s.Received, s.LastCommit = next.Pos.String(), lastCommit })
 	}
-	if len(updates) == 0 && next.Pos == r.cp.Pos && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
+	if len(updates) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
 		return nil // idle progress only: made durable every IdleCheckpoint
 	}
 
@@ -365,19 +423,28 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 	if err != nil {
 		return nil, err
 	}
-	loaded := make(map[sink.Key]change.Position, len(entries))
-	for k, e := range entries {
-		loaded[k] = e.state.Pos
+	// Each record's position in each stream before this batch: updates at
+	// or before it are in the record already.
+	type keyStream struct {
+		key    sink.Key
+		stream string
 	}
+	loaded := make(map[keyStream]change.Position, len(entries))
 	res := &outcome{stats: map[string]transform.Stats{}, records: map[string]int64{}}
 	dirty := make([]*entry, 0, len(entries))
 	isDirty := make(map[*entry]bool, len(entries))
 	for i := range updates {
 		u := &updates[i]
-		if !loaded[u.Key].Less(u.Pos) {
+		e := entries[u.Key]
+		ks := keyStream{u.Key, u.Stream}
+		before, ok := loaded[ks]
+		if !ok {
+			before = e.state.PosIn(u.Stream)
+			loaded[ks] = before
+		}
+		if !before.Less(u.Pos) {
 			continue // already in the stored record: replayed after a crash
 		}
-		e := entries[u.Key]
 		st := res.stats[u.Group.Name]
 		if err := u.Group.Apply(e.state, u, &st); err != nil {
 			r.dropAll(entries)
@@ -491,10 +558,50 @@ func (r *Runtime) dropAll(entries map[sink.Key]*entry) {
 // checkpointRecord stamps cp and renders it as the checkpoint record.
 func (r *Runtime) checkpointRecord(cp *Checkpoint) sink.Record {
 	cp.Written = time.Now().UTC()
-	return sink.Record{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: map[string]any{
+	bins := map[string]any{
 		"lsn": int64(cp.Pos.LSN), "ord": int64(cp.Pos.Ordinal), "resume": int64(cp.Resume),
 		"changes": cp.Changes, "written": cp.Written.UnixMicro(),
-	}}
+	}
+	if cp.Pos.Seq != 0 {
+		bins["seq"] = int64(cp.Pos.Seq)
+	}
+	if len(cp.Streams) > 0 {
+		bins["streams"] = encodeStreams(cp.Streams)
+	}
+	return sink.Record{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: bins}
+}
+
+// encodeStreams renders stream progress as a bin: name → [lsn, seq,
+// ordinal, offset].
+func encodeStreams(ss map[string]StreamPos) map[any]any {
+	m := make(map[any]any, len(ss))
+	for name, sp := range ss {
+		m[name] = []any{int64(sp.Pos.LSN), int64(sp.Pos.Seq), int64(sp.Pos.Ordinal), sp.Offset}
+	}
+	return m
+}
+
+func decodeStreams(v any) (map[string]StreamPos, error) {
+	m, ok := v.(map[any]any)
+	if !ok {
+		return nil, errors.New("not a map")
+	}
+	out := make(map[string]StreamPos, len(m))
+	for k, e := range m {
+		name, _ := k.(string)
+		list, _ := e.([]any)
+		if name == "" || len(list) != 4 {
+			return nil, fmt.Errorf("stream %v: want [lsn, seq, ordinal, offset]", k)
+		}
+		var n [4]int64
+		for i, x := range list {
+			if n[i], ok = x.(int64); !ok {
+				return nil, fmt.Errorf("stream %s: element %d is not an integer", name, i)
+			}
+		}
+		out[name] = StreamPos{Pos: change.Position{LSN: uint64(n[0]), Seq: uint64(n[1]), Ordinal: uint32(n[2])}, Offset: n[3]}
+	}
+	return out, nil
 }
 
 func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
@@ -513,7 +620,7 @@ func (r *Runtime) recoverCheckpointGen(ctx context.Context, err error) {
 	if !errors.Is(err, sink.ErrConflict) {
 		return
 	}
-	if cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name); rerr == nil && ok && !cur.Pos.Less(r.cp.Pos) && cur.Resume >= r.cp.Resume {
+	if cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name); rerr == nil && ok && !cur.Pos.Less(r.cp.Pos) && cur.Resume >= r.cp.Resume && cur.Changes >= r.cp.Changes {
 		r.cpGen = gen
 	}
 }
@@ -532,7 +639,7 @@ func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
 }
 
 func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Checkpoint, lastCommit time.Time, reads map[string]int, res *outcome) {
-	r.src.Ack(cp.Resume)
+	r.src.Ack(cp)
 	now := time.Now()
 	m := r.metrics
 	m.ApplySeconds.Observe(now.Sub(start).Seconds())

@@ -42,7 +42,7 @@ func (g *Group) Apply(st *State, u *Update, stats *Stats) error {
 			return err
 		}
 	}
-	st.Pos = u.Pos
+	st.setPos(u.Stream, u.Pos)
 	st.Key = u.Entity
 	return nil
 }

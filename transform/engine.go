@@ -219,6 +219,7 @@ type Update struct {
 	Group  *Group
 	Key    sink.Key
 	Entity []string
+	Stream string // the event's stream; Pos orders it within
 	Pos    change.Position
 	Commit int64 // commit time, Unix microseconds
 	Old    change.Row
@@ -320,7 +321,7 @@ func (g *Group) plan(ev *change.Event, commit int64, dst []Update) ([]Update, er
 			return dst, err
 		}
 	}
-	u := Update{Group: g, Pos: ev.Pos, Commit: commit}
+	u := Update{Group: g, Stream: ev.Stream, Pos: ev.Pos, Commit: commit}
 	if oldIn {
 		u.Old = oldRow
 		if u.OldAt, err = g.eventTime(ev, oldRow); err != nil {

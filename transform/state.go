@@ -14,7 +14,10 @@ import (
 type State struct {
 	// Pos is the position of the last change applied to this record. A
 	// change at or before it is already in the state and must be skipped.
-	Pos change.Position
+	// Streams holds the same for the named streams of a source that has
+	// several (Kafka partitions); Pos is the unnamed stream's.
+	Pos     change.Position
+	Streams map[string]change.Position
 	// Updated is the latest commit time applied (Unix microseconds): the
 	// freshness of the record, and the clock that trims old tiles.
 	Updated int64
@@ -41,6 +44,25 @@ type Tile struct {
 	enc map[string]map[any]any
 }
 
+// PosIn returns the position of the last change of stream applied.
+func (s *State) PosIn(stream string) change.Position {
+	if stream == "" {
+		return s.Pos
+	}
+	return s.Streams[stream]
+}
+
+func (s *State) setPos(stream string, p change.Position) {
+	if stream == "" {
+		s.Pos = p
+		return
+	}
+	if s.Streams == nil {
+		s.Streams = map[string]change.Position{}
+	}
+	s.Streams[stream] = p
+}
+
 func (t *Tile) empty() bool {
 	return t.Rows == 0 && len(t.Counts) == 0 && len(t.Sums) == 0 && len(t.Values) == 0 && len(t.Timed) == 0
 }
@@ -52,6 +74,8 @@ func (s *State) IsEmpty() bool { return s.Row == nil && len(s.Scales) == 0 }
 const (
 	binLSN     = "_lsn"
 	binOrdinal = "_ord"
+	binSeq     = "_seq"
+	binStreams = "_src"
 	binUpdated = "_ts"
 	binKey     = "_key"
 	binTilePre = "_t"
@@ -82,6 +106,12 @@ func (s *State) Bins() map[string]any {
 	}
 	bins[binLSN] = int64(s.Pos.LSN)
 	bins[binOrdinal] = int64(s.Pos.Ordinal)
+	if s.Pos.Seq != 0 {
+		bins[binSeq] = int64(s.Pos.Seq)
+	}
+	if len(s.Streams) > 0 {
+		bins[binStreams] = EncodePositions(s.Streams)
+	}
 	bins[binUpdated] = s.Updated
 	key := make([]any, len(s.Key))
 	for i, k := range s.Key {
@@ -169,6 +199,12 @@ func DecodeState(bins map[string]any) (*State, error) {
 			var n int64
 			n, err = asInt(v)
 			s.Pos.Ordinal = uint32(n)
+		case name == binSeq:
+			var n int64
+			n, err = asInt(v)
+			s.Pos.Seq = uint64(n)
+		case name == binStreams:
+			s.Streams, err = DecodePositions(v)
 		case name == binUpdated:
 			s.Updated, err = asInt(v)
 		case name == binKey:
@@ -294,4 +330,39 @@ func asInt(v any) (int64, error) {
 		return n, nil
 	}
 	return 0, fmt.Errorf("%v is not an integer", v)
+}
+
+// EncodePositions renders per-stream positions as a bin value: stream →
+// [lsn, seq, ordinal].
+func EncodePositions(ps map[string]change.Position) map[any]any {
+	m := make(map[any]any, len(ps))
+	for name, p := range ps {
+		m[name] = []any{int64(p.LSN), int64(p.Seq), int64(p.Ordinal)}
+	}
+	return m
+}
+
+// DecodePositions reads what EncodePositions wrote.
+func DecodePositions(v any) (map[string]change.Position, error) {
+	m, ok := v.(map[any]any)
+	if !ok {
+		return nil, fmt.Errorf("not a map of stream positions")
+	}
+	out := make(map[string]change.Position, len(m))
+	for k, e := range m {
+		name, ok := k.(string)
+		list, lok := e.([]any)
+		if !ok || !lok || len(list) != 3 {
+			return nil, fmt.Errorf("stream %v: want [lsn, seq, ordinal]", k)
+		}
+		var n [3]int64
+		for i := range list {
+			var err error
+			if n[i], err = asInt(list[i]); err != nil {
+				return nil, fmt.Errorf("stream %s: %w", name, err)
+			}
+		}
+		out[name] = change.Position{LSN: uint64(n[0]), Seq: uint64(n[1]), Ordinal: uint32(n[2])}
+	}
+	return out, nil
 }

@@ -387,6 +387,14 @@ func TestDecodeState(t *testing.T) {
 		t.Errorf("decoded lifetime tile %+v", st.Scales[0][0])
 	}
 
+	// Positions of the Debezium path and of named streams round-trip.
+	st.Pos.Seq = 9
+	st.Streams = map[string]change.Position{"db.public.t/0": {LSN: 1, Seq: 2, Ordinal: 3}, "db.public.t/1": {LSN: 4}}
+	back, err := DecodeState(st.Bins())
+	if err != nil || back.Pos != st.Pos || !reflect.DeepEqual(back.Streams, st.Streams) {
+		t.Errorf("round trip of positions: %+v %+v (%v), want %+v %+v", back.Pos, back.Streams, err, st.Pos, st.Streams)
+	}
+
 	bad := map[string]map[string]any{
 		"lsn not an integer":  {"_lsn": "5"},
 		"ts not an integer":   {"_ts": 1.5},
@@ -401,6 +409,9 @@ func TestDecodeState(t *testing.T) {
 		"multiset not a map":  {"_t60": map[any]any{int64(120): map[any]any{"v:a": "x"}}},
 		"multiplicity bad":    {"_t60": map[any]any{int64(120): map[any]any{"v:a": map[any]any{"i:1": "1"}}}},
 		"multiset key bad":    {"_tlife": map[any]any{int64(0): map[any]any{"l:a": map[any]any{int64(1): int64(1)}}}},
+		"streams not a map":   {"_src": []any{}},
+		"stream pos short":    {"_src": map[any]any{"t/0": []any{int64(1), int64(2)}}},
+		"stream pos not int":  {"_src": map[any]any{"t/0": []any{int64(1), "2", int64(3)}}},
 	}
 	for name, bins := range bad {
 		if _, err := DecodeState(bins); err == nil {

@@ -61,8 +61,9 @@ func New(cfg config.Postgres, opts Options, log *slog.Logger, m *connector.Metri
 	return &Source{cfg: cfg, opts: opts, log: log, metrics: m}
 }
 
-// Ack records that everything up to resume is durable in the sink.
-func (s *Source) Ack(resume uint64) {
+// Ack records that everything up to cp.Resume is durable in the sink.
+func (s *Source) Ack(cp connector.Checkpoint) {
+	resume := cp.Resume
 	for {
 		cur := s.acked.Load()
 		if resume <= cur || s.acked.CompareAndSwap(cur, resume) {
@@ -104,7 +105,8 @@ func parseLSN(s string) (uint64, error) {
 
 // Stream implements connector.Source: it reconnects with back-off until
 // ctx ends or a fatal error (slot lost, protocol violation) stops it.
-func (s *Source) Stream(ctx context.Context, resume uint64, out chan<- change.Event) error {
+func (s *Source) Stream(ctx context.Context, from connector.Checkpoint, out chan<- change.Event) error {
+	resume := from.Resume
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if s.opts.LagInterval > 0 {
