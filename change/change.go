@@ -22,6 +22,10 @@ const (
 	// Heartbeat carries source progress while no captured table changes.
 	// It has no Pos; only Resume.
 	Heartbeat Op = 'H'
+	// Invalid is a record the source could not decode. Err says why and
+	// Origin where it came from; it has no Pos. The runtime stops on it, or
+	// dead-letters it under errors.tolerance=all.
+	Invalid Op = '!'
 )
 
 func (o Op) String() string {
@@ -40,6 +44,8 @@ func (o Op) String() string {
 		return "commit"
 	case Heartbeat:
 		return "heartbeat"
+	case Invalid:
+		return "invalid"
 	}
 	return fmt.Sprintf("op(%q)", byte(o))
 }
@@ -129,4 +135,12 @@ type Event struct {
 	// durable (a Kafka partition's next offset). Markers may carry one
 	// with no row, so that skipped records still advance the stream.
 	Offset int64
+	// Origin says where the record came from when the source can tell
+	// ("orders/3@1234" for a Kafka record, "file.ndjson:12"): for errors
+	// and dead letters.
+	Origin string
+	// Err is why an Invalid record could not be decoded; Raw is the record
+	// as received, for the dead letter.
+	Err error
+	Raw []byte
 }

@@ -18,6 +18,7 @@ import (
 type Connector struct {
 	// Name is the connector's name; it keys the checkpoint in the sink.
 	Name     string
+	Source   Source
 	Postgres Postgres
 	Sink     Sink
 	HTTP     HTTP
@@ -56,6 +57,53 @@ type Postgres struct {
 	// ReplicaIdentityAutoset maps a table to the REPLICA IDENTITY tilefeed
 	// sets on it at startup (replica.identity.autoset.values).
 	ReplicaIdentityAutoset map[string]string
+}
+
+// Source chooses where changes come from. Postgres holds the direct
+// path's settings; the rest configure the Debezium input path.
+type Source struct {
+	Kind string // tilefeed.source: postgres, kafka, http, file
+	// Kafka is read when Kind is kafka.
+	Kafka Kafka
+	// HTTPPath is where Debezium Server posts (http.source.path).
+	HTTPPath string
+	// Files are NDJSON files of change events; "-" is standard input.
+	Files []string
+	// KeyConverter and ValueConverter are Kafka Connect converter classes.
+	KeyConverter, ValueConverter string
+	// SchemaRegistryURL and AvroSchemasDir resolve Avro schema ids.
+	SchemaRegistryURL string
+	AvroSchemasDir    string
+	// UnavailablePlaceholder and DecimalHandlingMode are the Debezium
+	// connector's settings the decoder must know.
+	UnavailablePlaceholder string
+	DecimalHandlingMode    string
+}
+
+// Kafka configures the Kafka consumer of the Debezium path.
+type Kafka struct {
+	Brokers          []string
+	Topics           []string
+	TopicsRegex      *regexp.Regexp
+	SecurityProtocol string
+	SASLMechanism    string
+	SASLUser         string
+	SASLPassword     Secret
+}
+
+// ColumnTypes gathers the features' declared column types by table, as
+// decode.Debezium wants them.
+func (c *Connector) ColumnTypes() map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, f := range c.Features {
+		for col, typ := range f.Columns {
+			if out[f.Table] == nil {
+				out[f.Table] = map[string]string{}
+			}
+			out[f.Table][col] = typ
+		}
+	}
+	return out
 }
 
 // ConnString renders a libpq connection string. It contains the password:
@@ -177,6 +225,10 @@ type Feature struct {
 	Project []string `json:"project,omitempty"`
 	// TTL overrides how long an idle entity's record lives ("0" = forever).
 	TTL string `json:"ttl,omitempty"`
+	// Columns declares the PostgreSQL types of the table's columns
+	// ("numeric(10,2)", "timestamptz", "int4[]"), for Debezium records
+	// that come without a schema. Optional; unused on the direct path.
+	Columns map[string]string `json:"columns,omitempty"`
 }
 
 // Aggregation is one windowed aggregate.

@@ -16,6 +16,7 @@ const (
 	DefaultNamespace        = "test"
 	DefaultEmbeddedDir      = "data"
 	DefaultListen           = ":8083"
+	DefaultHTTPSourcePath   = "/debezium"
 	DefaultBatchMax         = 5000
 	DefaultQueueMax         = 20000
 	DefaultCacheEntities    = 20000

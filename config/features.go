@@ -16,7 +16,7 @@ const MaxBinName = 15
 var (
 	groupNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
 	featureKeys = map[string]bool{"name": true, "table": true, "entity": true, "time": true,
-		"where": true, "aggregations": true, "project": true, "ttl": true}
+		"where": true, "aggregations": true, "project": true, "ttl": true, "columns": true}
 	aggregationKeys = map[string]bool{"name": true, "function": true, "column": true, "window": true, "tile": true}
 )
 

@@ -22,6 +22,11 @@ type Property struct {
 // Properties lists every property tilefeed reads, in reference order.
 // docs/config.md is generated from it (tilefeed config-reference).
 var Properties = []Property{
+	{Name: "tilefeed.source", Default: "postgres", Doc: "Where changes come from. `postgres`: the database's logical replication (pgoutput), the direct path. `kafka`: Debezium change events in Kafka topics. `http`: Debezium change events posted by Debezium Server's http sink to `http.source.path`. `file`: NDJSON files of Debezium change events (`file.path`), for replay and backfill; tilefeed stops when they are read.",
+		set: func(c *Connector, v string) error {
+			c.Source.Kind = v
+			return oneOf(v, "postgres", "kafka", "http", "file")
+		}},
 	{Name: "connector.class", Debezium: true, Doc: "Accepted for Kafka Connect compatibility: `io.debezium.connector.postgresql.PostgresConnector` (or absent).",
 		set: func(c *Connector, v string) error {
 			if v != "" && v != "io.debezium.connector.postgresql.PostgresConnector" {
@@ -31,7 +36,7 @@ var Properties = []Property{
 		}},
 	{Name: "plugin.name", Default: DefaultPluginName, Debezium: true, Doc: "Logical decoding plugin. Only `pgoutput` is supported; Debezium's default `decoderbufs` is rejected, so set it.",
 		set: func(c *Connector, v string) error {
-			if v != "pgoutput" {
+			if v != "pgoutput" && c.Source.Kind == "postgres" { // tilefeed.source is set first
 				if v == DefaultPluginName {
 					return fmt.Errorf("%q (Debezium's default when absent) is not supported: set plugin.name to pgoutput", v)
 				}
@@ -39,16 +44,16 @@ var Properties = []Property{
 			}
 			return nil
 		}},
-	{Name: "database.hostname", Debezium: true, Doc: "PostgreSQL host. Required.",
-		set: func(c *Connector, v string) error { c.Postgres.Host = v; return required(v) }},
+	{Name: "database.hostname", Debezium: true, Doc: "PostgreSQL host. Required when `tilefeed.source` is `postgres`.",
+		set: func(c *Connector, v string) error { c.Postgres.Host = v; return nil }},
 	{Name: "database.port", Default: strconv.Itoa(DefaultPort), Debezium: true, Doc: "PostgreSQL port.",
 		set: func(c *Connector, v string) error { return setInt(&c.Postgres.Port, v, 1, 65535) }},
-	{Name: "database.user", Debezium: true, Doc: "User with the REPLICATION attribute (and CREATE on the database when tilefeed creates the publication). Required.",
-		set: func(c *Connector, v string) error { c.Postgres.User = v; return required(v) }},
+	{Name: "database.user", Debezium: true, Doc: "User with the REPLICATION attribute (and CREATE on the database when tilefeed creates the publication). Required when `tilefeed.source` is `postgres`.",
+		set: func(c *Connector, v string) error { c.Postgres.User = v; return nil }},
 	{Name: "database.password", Debezium: true, Doc: "Password; use `${env:NAME}` or `${file:/path}`. Never logged.",
 		set: func(c *Connector, v string) error { c.Postgres.Password = Secret(v); return nil }},
-	{Name: "database.dbname", Debezium: true, Doc: "Database to stream from. Required.",
-		set: func(c *Connector, v string) error { c.Postgres.DBName = v; return required(v) }},
+	{Name: "database.dbname", Debezium: true, Doc: "Database to stream from. Required when `tilefeed.source` is `postgres`.",
+		set: func(c *Connector, v string) error { c.Postgres.DBName = v; return nil }},
 	{Name: "database.sslmode", Default: DefaultSSLMode, Debezium: true, Doc: "libpq sslmode: disable, allow, prefer, require, verify-ca, verify-full.",
 		set: func(c *Connector, v string) error {
 			c.Postgres.SSLMode = v
@@ -126,6 +131,71 @@ var Properties = []Property{
 			return nil
 		}},
 
+	{Name: "kafka.bootstrap.servers", Doc: "Comma-separated `host:port` Kafka brokers. Required when `tilefeed.source` is `kafka`.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.Brokers = splitList(v); return nil }},
+	{Name: "topics", Doc: "Comma-separated Kafka topics of Debezium change events (Kafka Connect's sink property). Default: `<topic.prefix>.<schema>.<table>` of every feature table, Debezium's default topic names.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.Topics = splitList(v); return nil }},
+	{Name: "topics.regex", Doc: "Anchored regex of the Kafka topics to read, instead of `topics` (Kafka Connect's sink property). Topics are listed at startup.",
+		set: func(c *Connector, v string) (err error) {
+			if v != "" {
+				c.Source.Kafka.TopicsRegex, err = regexp.Compile("^(?:" + v + ")$")
+			}
+			return err
+		}},
+	{Name: "kafka.security.protocol", Default: "PLAINTEXT", Doc: "`PLAINTEXT`, `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`, as Kafka's `security.protocol`.",
+		set: func(c *Connector, v string) error {
+			c.Source.Kafka.SecurityProtocol = v
+			return oneOf(v, "PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+		}},
+	{Name: "kafka.sasl.mechanism", Default: "PLAIN", Doc: "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` for the SASL protocols.",
+		set: func(c *Connector, v string) error {
+			c.Source.Kafka.SASLMechanism = v
+			return oneOf(v, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+		}},
+	{Name: "kafka.sasl.username", Doc: "SASL user.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.SASLUser = v; return nil }},
+	{Name: "kafka.sasl.password", Doc: "SASL password; use `${env:NAME}` or `${file:/path}`. Never logged.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.SASLPassword = Secret(v); return nil }},
+	{Name: "http.source.path", Default: DefaultHTTPSourcePath, Doc: "Path, on `http.listen`, where Debezium Server's http sink posts change events (`debezium.sink.http.url=http://<tilefeed>:8083/debezium`). A request is answered 200 only once its changes are durable in the sink, and 503 otherwise, so Debezium Server retries.",
+		set: func(c *Connector, v string) error {
+			c.Source.HTTPPath = v
+			if !strings.HasPrefix(v, "/") || strings.HasPrefix(v, "/v1/") || v == "/metrics" || v == "/healthz" || v == "/readyz" {
+				return fmt.Errorf("%q: want a path starting with / that is not one of tilefeed's own", v)
+			}
+			return nil
+		}},
+	{Name: "file.path", Doc: "Comma-separated NDJSON files of Debezium change events (one record value per line, or `{\"key\":…,\"value\":…}` objects), read in order; `-` reads standard input. Required when `tilefeed.source` is `file`.",
+		set: func(c *Connector, v string) error { c.Source.Files = splitList(v); return nil }},
+	{Name: "key.converter", Debezium: true, Doc: "Kafka Connect converter of record keys (Kafka): `org.apache.kafka.connect.json.JsonConverter` or `io.confluent.connect.avro.AvroConverter`. Default: as `value.converter`.",
+		set: func(c *Connector, v string) error { c.Source.KeyConverter = v; return converter(v) }},
+	{Name: "value.converter", Default: "org.apache.kafka.connect.json.JsonConverter", Debezium: true, Doc: "Kafka Connect converter of record values (Kafka): `org.apache.kafka.connect.json.JsonConverter` (with or without schemas; both are read) or `io.confluent.connect.avro.AvroConverter` (Confluent wire format). The HTTP source takes the format from each request's Content-Type instead; files are JSON.",
+		set: func(c *Connector, v string) error { c.Source.ValueConverter = v; return converter(v) }},
+	{Name: "key.converter.schemas.enable", Debezium: true, Doc: "Accepted: tilefeed reads JSON keys with and without the schema wrapper.",
+		set: func(c *Connector, v string) error { return nil }},
+	{Name: "value.converter.schemas.enable", Debezium: true, Doc: "Accepted: tilefeed reads JSON values with and without the schema wrapper. Without schemas, values are read by the column types of the features' `columns` (docs/debezium-decoding.md).",
+		set: func(c *Connector, v string) error { return nil }},
+	{Name: "value.converter.schema.registry.url", Debezium: true, Doc: "Confluent Schema Registry of Avro records (`GET /schemas/ids/{id}`, cached).",
+		set: func(c *Connector, v string) error { c.Source.SchemaRegistryURL = v; return nil }},
+	{Name: "key.converter.schema.registry.url", Debezium: true, Doc: "Must be absent or equal `value.converter.schema.registry.url`: one registry serves both.",
+		set: func(c *Connector, v string) error {
+			if v != "" && c.Source.SchemaRegistryURL != "" && v != c.Source.SchemaRegistryURL {
+				return fmt.Errorf("%q differs from value.converter.schema.registry.url: one registry serves both", v)
+			}
+			if c.Source.SchemaRegistryURL == "" {
+				c.Source.SchemaRegistryURL = v
+			}
+			return nil
+		}},
+	{Name: "tilefeed.avro.schemas.dir", Doc: "Directory of `<id>.avsc` files that resolve Avro schema ids without a registry (tests, air-gapped replays).",
+		set: func(c *Connector, v string) error { c.Source.AvroSchemasDir = v; return nil }},
+	{Name: "unavailable.value.placeholder", Default: "__debezium_unavailable_value", Debezium: true, Doc: "The Debezium connector's placeholder for an unchanged TOASTed value: read as unchanged (a projection keeps the stored value; an aggregate takes the old row image), never as a value.",
+		set: func(c *Connector, v string) error { c.Source.UnavailablePlaceholder = v; return nil }},
+	{Name: "decimal.handling.mode", Default: "precise", Debezium: true, Doc: "The Debezium connector's setting, for values without a schema: `precise` reads a numeric column's string as base64 of the unscaled value, `string` as decimal text; `double` values are JSON numbers. With a schema, the schema decides.",
+		set: func(c *Connector, v string) error {
+			c.Source.DecimalHandlingMode = v
+			return oneOf(v, "precise", "string", "double")
+		}},
+
 	{Name: "tilefeed.sink", Doc: "`embedded` or `aerospike`. Default: `aerospike` when `aerospike.hosts` is set, else `embedded`.",
 		set: func(c *Connector, v string) error { c.Sink.Kind = v; return oneOf(v, "", "embedded", "aerospike") }},
 	{Name: "embedded.path", Doc: "File of the embedded store. Default: `data/<name>.db`.",
@@ -173,14 +243,21 @@ var Properties = []Property{
 // slotNameRE is what PostgreSQL accepts as a replication slot name.
 var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 
+// debeziumPathOnly lists the properties only the Debezium input path reads.
+var debeziumPathOnly = map[string]bool{
+	"kafka.bootstrap.servers": true, "topics": true, "topics.regex": true, "kafka.security.protocol": true,
+	"kafka.sasl.mechanism": true, "kafka.sasl.username": true, "kafka.sasl.password": true,
+	"http.source.path": true, "file.path": true, "key.converter": true, "value.converter": true,
+	"key.converter.schemas.enable": true, "value.converter.schemas.enable": true,
+	"value.converter.schema.registry.url": true, "key.converter.schema.registry.url": true,
+	"tilefeed.avro.schemas.dir": true, "unavailable.value.placeholder": true, "decimal.handling.mode": true,
+}
+
 // debeziumIgnored lists Debezium PostgreSQL connector properties tilefeed
 // accepts and ignores: they shape Kafka topics or envelopes tilefeed does
 // not produce. They are reported as warnings, not errors.
 var debeziumIgnored = map[string]bool{
-	"tasks.max": true, "key.converter": true, "value.converter": true,
-	"key.converter.schemas.enable": true, "value.converter.schemas.enable": true,
-	"transforms": true, "tombstones.on.delete": true, "decimal.handling.mode": true,
-	"time.precision.mode": true, "binary.handling.mode": true, "hstore.handling.mode": true,
+	"tasks.max": true, "transforms": true, "tombstones.on.delete": true, "time.precision.mode": true, "binary.handling.mode": true, "hstore.handling.mode": true,
 	"interval.handling.mode": true, "include.unknown.datatypes": true, "database.server.name": true,
 	"schema.include.list": true, "schema.exclude.list": true, "message.key.columns": true,
 	"slot.drop.on.stop": true, "slot.stream.params": true, "slot.max.retries": true,
@@ -191,7 +268,7 @@ var debeziumIgnored = map[string]bool{
 	"event.processing.failure.handling.mode": true, "schema.name.adjustment.mode": true,
 	"field.name.adjustment.mode": true, "money.fraction.digits": true, "errors.max.retries": true,
 	"database.initial.statements": true, "database.tcpKeepAlive": true, "skipped.operations": true,
-	"signal.data.collection": true, "unavailable.value.placeholder": true, "flush.lsn.source": true,
+	"signal.data.collection": true, "flush.lsn.source": true,
 	"topic.heartbeat.prefix": true, "topic.transaction": true, "topic.naming.strategy": true,
 	"column.propagate.source.type": true, "datatype.propagate.source.type": true,
 	"include.schema.comments": true, "lsn.flush.timeout.ms": true,
@@ -215,6 +292,8 @@ func applyProperties(c *Connector, strs map[string]string, prefix string, v *val
 	}
 	for _, k := range sortedKeys(strs) {
 		switch {
+		case known[k] && c.Source.Kind == "postgres" && debeziumPathOnly[k]:
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: has no effect when tilefeed.source is postgres", prefix, k))
 		case known[k]:
 		case debeziumIgnored[k] || strings.HasPrefix(k, "transforms.") || strings.HasPrefix(k, "database.") || strings.HasPrefix(k, "snapshot."):
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: Debezium property has no effect in tilefeed", prefix, k))
@@ -224,6 +303,25 @@ func applyProperties(c *Connector, strs map[string]string, prefix string, v *val
 	}
 	if c.Postgres.TopicPrefix == "" {
 		c.Postgres.TopicPrefix = c.Name
+	}
+	switch c.Source.Kind {
+	case "postgres":
+		for _, p := range [][2]string{{"database.hostname", c.Postgres.Host}, {"database.user", c.Postgres.User}, {"database.dbname", c.Postgres.DBName}} {
+			if p[1] == "" {
+				v.addf(prefix+p[0], "is required when tilefeed.source is postgres")
+			}
+		}
+	case "kafka":
+		if len(c.Source.Kafka.Brokers) == 0 {
+			v.addf(prefix+"kafka.bootstrap.servers", "is required when tilefeed.source is kafka")
+		}
+		if len(c.Source.Kafka.Topics) > 0 && c.Source.Kafka.TopicsRegex != nil {
+			v.addf(prefix+"topics.regex", "set topics or topics.regex, not both")
+		}
+	case "file":
+		if len(c.Source.Files) == 0 {
+			v.addf(prefix+"file.path", "is required when tilefeed.source is file")
+		}
 	}
 	if c.Sink.Kind == "" {
 		c.Sink.Kind = "embedded"
@@ -237,6 +335,10 @@ func applyProperties(c *Connector, strs map[string]string, prefix string, v *val
 	if c.Sink.EmbeddedPath == "" && c.Name != "" {
 		c.Sink.EmbeddedPath = DefaultEmbeddedDir + "/" + c.Name + ".db"
 	}
+}
+
+func converter(v string) error {
+	return oneOf(v, "", "org.apache.kafka.connect.json.JsonConverter", "io.confluent.connect.avro.AvroConverter")
 }
 
 func required(v string) error {

@@ -343,6 +343,14 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 			}
 			continue
 		}
+		if ev.Op == change.Invalid {
+			r.metrics.Errors.WithLabelValues("decode").Inc()
+			if r.opts.DeadLetterSet == "" {
+				return fmt.Errorf("%w: record %s: %w", ErrFatal, ev.Origin, ev.Err)
+			}
+			deadLetters = append(deadLetters, r.invalidLetter(ev))
+			continue
+		}
 		if !next.streamPos(ev.Stream).Less(ev.Pos) {
 			// Durable already (a replay after a restart), or read twice
 			// across a reconnect: positions only grow within a stream.
@@ -380,14 +388,14 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	for t, n := range reads {
 		r.metrics.ChangesRead.WithLabelValues(t).Add(float64(n))
 	}
-	if next.same(&r.cp) {
+	if next.same(&r.cp) && len(deadLetters) == 0 {
 		return nil
 	}
 	if !lastCommit.IsZero() {
 		r.metrics.ReceivedLSN.Set(float64(next.Pos.LSN))
 		r.setStatus(func(s *Status) { s.Received, s.LastCommit = next.Pos.String(), lastCommit })
 	}
-	if len(updates) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
+	if len(updates) == 0 && len(deadLetters) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
 		return nil // idle progress only: made durable every IdleCheckpoint
 	}
 
@@ -723,6 +731,21 @@ func (r *Runtime) deadLetter(ev *change.Event, de *transform.DataError) sink.Rec
 			"ord": int64(ev.Pos.Ordinal), "group": de.Group, "column": de.Column, "reason": de.Reason,
 			"error": de.Error(), "before": rowJSON(ev.Before), "after": rowJSON(ev.After),
 			"commit_ts": ev.CommitTime.UnixMicro(),
+		},
+	}
+}
+
+// invalidLetter turns a record the source could not decode into a
+// dead-letter record, keyed by where it came from.
+func (r *Runtime) invalidLetter(ev *change.Event) sink.Record {
+	if r.opts.LogDeadLetters {
+		r.log.Warn("record dead-lettered", "origin", ev.Origin, "reason", ev.Err.Error())
+	}
+	return sink.Record{
+		Key: sink.Key{Set: r.opts.DeadLetterSet, ID: r.name + "/" + ev.Origin},
+		Bins: map[string]any{
+			"connector": r.name, "origin": ev.Origin, "op": ev.Op.String(), "reason": "undecodable",
+			"error": ev.Err.Error(), "raw": ev.Raw,
 		},
 	}
 }
