@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -21,6 +22,9 @@ type Source interface {
 	// ctx.Err(), or returns the error that stopped it. Before returning it
 	// passes the last acknowledged position on to the database.
 	Stream(ctx context.Context, from Checkpoint, out chan<- change.Event) error
+	// A source whose input ends (a file) returns io.EOF once it has sent
+	// its last event; Run then applies what is queued and returns io.EOF.
+	//
 	// Ack tells the source that everything up to cp is durable. It must
 	// not block, and must not modify cp (its maps are shared).
 	Ack(cp Checkpoint)
@@ -270,6 +274,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 			if srcErr == nil {
 				srcErr = errors.New("the source stopped streaming without an error")
 			}
+			if errors.Is(srcErr, io.EOF) {
+				return r.finish(workCtx, events)
+			}
 		case <-ctx.Done():
 		}
 		if srcErr != nil {
@@ -279,15 +286,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		if ctx.Err() != nil && len(batch) == 0 {
 			return r.stop(ctx, stopSrc, srcDone)
 		}
-	drain:
-		for len(batch) < r.opts.BatchMax {
-			select {
-			case ev := <-events:
-				batch = append(batch, ev)
-			default:
-				break drain
-			}
-		}
+		batch = r.drain(events, batch)
 		if err = r.process(workCtx, batch); err != nil {
 			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return r.stop(ctx, stopSrc, srcDone)
@@ -301,6 +300,38 @@ func (r *Runtime) Run(ctx context.Context) error {
 			return r.stop(ctx, stopSrc, srcDone)
 		}
 	}
+}
+
+// drain adds to batch what the queue holds, up to BatchMax, without
+// waiting.
+func (r *Runtime) drain(events chan change.Event, batch []change.Event) []change.Event {
+	for len(batch) < r.opts.BatchMax {
+		select {
+		case ev := <-events:
+			batch = append(batch, ev)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// finish applies what a source that reached the end of its input (it
+// returned io.EOF) left in the queue, then reports io.EOF.
+func (r *Runtime) finish(ctx context.Context, events chan change.Event) error {
+	for {
+		batch := r.drain(events, make([]change.Event, 0, r.opts.BatchMax))
+		if len(batch) == 0 {
+			break
+		}
+		if err := r.process(ctx, batch); err != nil {
+			r.setStatus(func(s *Status) { s.State, s.LastError = "failed", err.Error() })
+			return err
+		}
+	}
+	r.setStatus(func(s *Status) { s.State = "finished" })
+	r.log.Info("input read to its end; everything is durable", "connector", r.name, "changes", r.cp.Changes)
+	return io.EOF
 }
 
 func (r *Runtime) stop(ctx context.Context, stopSrc context.CancelFunc, srcDone <-chan error) error {

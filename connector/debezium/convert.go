@@ -3,6 +3,8 @@ package debezium
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
+	"slices"
 
 	"github.com/tilefeed/tilefeed/change"
 	"github.com/tilefeed/tilefeed/decode"
@@ -43,33 +45,95 @@ var ErrSnapshotRestarted = errors.New("debezium sent snapshot rows again")
 //
 // A streamed change takes (source.sequence[0], source.lsn, n): the end of
 // the previous transaction's commit record orders transactions as they
-// committed, the change's own LSN orders it within its transaction, and n
-// is transaction.total_order when the connector provides transaction
-// metadata, else 1 + the number of changes just before it with the same
-// two (the rows of one COPY, the tables of one TRUNCATE share an LSN).
-// Those positions are the source's own, so a change Debezium sends twice
-// (it delivers at least once) takes the same position twice and is
-// applied once.
+// committed, and the change's own LSN orders it within its transaction.
+// n is transaction.total_order when the connector provides transaction
+// metadata. Otherwise n tells apart the changes that share both (the rows
+// of one COPY, the tables of one TRUNCATE share an LSN): each distinct
+// change (operation, table and row images) of such a run takes the next
+// number, and the same change seen again in the run takes its number
+// again. So a change Debezium delivers twice, or that a client sends
+// again, takes the same position twice and is applied once.
 //
-// Snapshot rows (op r) all share one LSN; they take (0, 0, n) with n
-// counted from the snapshot's first row (source.snapshot "first"), which
-// sorts them before every streamed change. The count is only as good as
-// the order of delivery: exact for a Kafka partition or a file read again
-// from its start, and for the HTTP endpoint as long as Debezium Server
-// resends a failed request unchanged.
+// Snapshot rows (op r) all share one LSN; they take (0, 0, n), numbered
+// the same way from the snapshot's first row (source.snapshot "first"),
+// which sorts them before every streamed change.
+//
+// What the numbering of a run cannot recognize is a change sent again
+// after tilefeed restarted in the middle of that run: the run's changes
+// are remembered in memory only. Transaction metadata
+// (provide.transaction.metadata=true) makes streamed positions exact in
+// that case too.
 type Converter struct {
-	last change.Position
+	last     change.Position
+	streamed bool // a streamed change was converted
+	run      run
+}
+
+// run numbers the distinct changes that share one (LSN, Seq).
+type run struct {
+	lsn, seq uint64
+	next     uint32
+	ids      map[uint64]uint32
+	seed     maphash.Seed
+}
+
+func (r *run) start(lsn, seq uint64, next uint32) {
+	r.lsn, r.seq, r.next = lsn, seq, next
+	clear(r.ids)
+}
+
+// ordinal returns the number of ev within the run.
+func (r *run) ordinal(ev *change.Event) uint32 {
+	if r.ids == nil {
+		r.ids = map[uint64]uint32{}
+		r.seed = maphash.MakeSeed()
+	}
+	var h maphash.Hash
+	h.SetSeed(r.seed)
+	h.WriteString(ev.Op.String())
+	h.WriteString(ev.Table)
+	writeRow(&h, ev.Before)
+	writeRow(&h, ev.After)
+	id := h.Sum64()
+	if n, ok := r.ids[id]; ok {
+		return n
+	}
+	n := r.next
+	r.next++
+	r.ids[id] = n
+	return n
+}
+
+func writeRow(h *maphash.Hash, row change.Row) {
+	cols := make([]string, 0, len(row))
+	for c := range row {
+		cols = append(cols, c)
+	}
+	slices.Sort(cols)
+	h.WriteByte(0)
+	for _, c := range cols {
+		fmt.Fprintf(h, "%s\x00%T\x00%v\x00", c, row[c], row[c])
+	}
 }
 
 // NewConverter returns a converter that continues after last, the last
 // position of the stream that is durable.
-func NewConverter(last change.Position) *Converter { return &Converter{last: last} }
+func NewConverter(last change.Position) *Converter {
+	c := &Converter{}
+	c.Reset(last)
+	return c
+}
 
 // Last returns the position of the last change converted.
 func (c *Converter) Last() change.Position { return c.last }
 
 // Reset sets the position the next change follows.
-func (c *Converter) Reset(last change.Position) { c.last = last }
+func (c *Converter) Reset(last change.Position) {
+	c.last = last
+	if c.run.lsn != last.LSN || c.run.seq != last.Seq || c.run.next <= last.Ordinal {
+		c.run.start(last.LSN, last.Seq, last.Ordinal+1)
+	}
+}
 
 // Event returns the event of a decoded record; ok is false for records
 // that carry no change (tombstones, transaction metadata, logical
@@ -80,35 +144,35 @@ func (c *Converter) Event(env *decode.Envelope) (ev change.Event, ok bool, err e
 	}
 	ev = env.Event
 	src := &env.Source
-	if ev.Op == change.Read {
-		switch {
-		case src.Snapshot == "first":
-			c.last = change.Position{}
-		case c.last.LSN != 0 || c.last.Seq != 0:
-			return ev, false, fmt.Errorf("%w: a row of %s read by a snapshot (source.snapshot %q) follows streamed changes (up to %s); aggregates would count it twice. Rebuild the connector's features from an empty sink, or exclude the table from Debezium's snapshots",
+	var p change.Position
+	switch {
+	case ev.Op == change.Read:
+		if c.streamed {
+			return ev, false, fmt.Errorf("%w: a row of %s read by a snapshot (source.snapshot %q) follows streamed changes (up to %s); aggregates would count it twice. Rebuild the connector's features from an empty sink, or keep Debezium from snapshotting again",
 				ErrSnapshotRestarted, ev.Table, src.Snapshot, c.last)
 		}
-		c.last.Ordinal++
-		ev.Pos = c.last
-		return ev, true, nil
-	}
-	if src.Sequence[1] == nil && src.LSN == 0 {
+		if c.run.lsn != 0 || c.run.seq != 0 || (src.Snapshot == "first" && len(c.run.ids) == 0) {
+			c.run.start(0, 0, 1) // the snapshot read again from its start
+		}
+	case src.Sequence[1] == nil && src.LSN == 0:
 		return ev, false, fmt.Errorf("change of %s has no source.lsn or source.sequence: its position is unknown, so a duplicate could not be told from a new change (Debezium 1.x before sequence existed is not supported)", ev.Table)
-	}
-	p := change.Position{Seq: src.LSN}
-	if src.Sequence[0] != nil {
-		p.LSN = *src.Sequence[0]
-	}
-	if src.Sequence[1] != nil {
-		p.Seq = *src.Sequence[1]
-	}
-	switch {
-	case env.TxOrder != nil && env.TxOrder.TotalOrder > 0:
-		p.Ordinal = uint32(min(env.TxOrder.TotalOrder, 1<<32-1))
-	case p.LSN == c.last.LSN && p.Seq == c.last.Seq:
-		p.Ordinal = c.last.Ordinal + 1
 	default:
-		p.Ordinal = 1
+		c.streamed = true
+		p.Seq = src.LSN
+		if src.Sequence[0] != nil {
+			p.LSN = *src.Sequence[0]
+		}
+		if src.Sequence[1] != nil {
+			p.Seq = *src.Sequence[1]
+		}
+	}
+	if env.TxOrder != nil && env.TxOrder.TotalOrder > 0 && ev.Op != change.Read {
+		p.Ordinal = uint32(min(env.TxOrder.TotalOrder, 1<<32-1))
+	} else {
+		if p.LSN != c.run.lsn || p.Seq != c.run.seq {
+			c.run.start(p.LSN, p.Seq, 1)
+		}
+		p.Ordinal = c.run.ordinal(&ev)
 	}
 	c.last = p
 	ev.Pos = p
