@@ -43,6 +43,9 @@ func NewHandler(reader *Reader, gatherer prometheus.Gatherer, status func() any,
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// Handle serves pattern with handler too (the HTTP source's endpoint).
+func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pattern, handler) }
+
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if err := h.ready(); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})

@@ -69,7 +69,10 @@ func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if live {
+	if live && c.Source.Kind != "postgres" {
+		fmt.Fprintf(stdout, "warning: -live checks the database of tilefeed.source=postgres only; this connector reads %s\n", c.Source.Kind)
+	}
+	if live && c.Source.Kind == "postgres" {
 		if err := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil).Check(ctx, engine); err != nil {
 			return err
 		}

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,7 +23,6 @@ import (
 
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
-	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
@@ -108,39 +108,36 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := connector.NewMetrics(reg)
 
-	cp, _, found, err := connector.LoadCheckpoint(ctx, st, c.Name)
+	src, err := openSource(ctx, c, st, engine, log, metrics, flt)
 	if err != nil {
 		return err
 	}
-	if found && cp.Resume == 0 && !cp.Pos.IsZero() {
-		return fmt.Errorf("%w: the initial snapshot of connector %q was interrupted (rows up to %s are in the store, the rest are not). Start it again from nothing: drop the slot (SELECT pg_drop_replication_slot('%s')), remove the connector's records and checkpoint (the embedded file %s, or the groups' sets and the _tilefeed record %q in Aerospike), and restart",
-			connector.ErrFatal, c.Name, cp.Pos, c.Postgres.SlotName, c.Sink.EmbeddedPath, c.Name)
-	}
-	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
-		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") }}, log, metrics)
-	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
-		return err
+	idle := c.Postgres.HeartbeatInterval
+	if c.Source.Kind != "postgres" {
+		// Progress without changes (a request of duplicates, records that
+		// carry no change) is made durable at once: an HTTP request waits
+		// for it, and nothing else makes such writes.
+		idle = time.Nanosecond
 	}
 	rt := connector.New(c.Name, src, st, engine, log, metrics, connector.Options{
 		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities,
-		IdleCheckpoint: c.Postgres.HeartbeatInterval, DeadLetterSet: deadLetterSet(c), LogDeadLetters: c.Runtime.ErrorsLog,
+		IdleCheckpoint: idle, DeadLetterSet: deadLetterSet(c), LogDeadLetters: c.Runtime.ErrorsLog,
 	})
 	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st}, reg,
 		func() any {
-			return map[string]any{"runtime": rt.Status(), "source": map[string]any{
-				"kind": "postgres", "topic_prefix": c.Postgres.TopicPrefix, "host": c.Postgres.Host,
-				"database": c.Postgres.DBName, "slot": c.Postgres.SlotName, "publication": c.Postgres.PublicationName,
-				"connected": src.Connected()}, "sink": map[string]any{"kind": c.Sink.Kind, "where": Where(c)}}
+			return map[string]any{"runtime": rt.Status(), "source": src.Describe(),
+				"sink": map[string]any{"kind": c.Sink.Kind, "where": Where(c)}}
 		},
 		func() error {
 			if err := rt.Ready(); err != nil {
 				return fmt.Errorf("%s (%s)", err, c.Sink.Kind)
 			}
-			if !src.Connected() {
-				return fmt.Errorf("source: not connected to replication slot %q", c.Postgres.SlotName)
-			}
-			return nil
+			return src.Ready()
 		})
+	if h, ok := src.Source.(http.Handler); ok {
+		handler.Handle("POST "+c.Source.HTTPPath, h)
+		log.Info("taking Debezium change events", "path", c.Source.HTTPPath)
+	}
 	ln, err := net.Listen("tcp", c.HTTP.Listen)
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
@@ -154,6 +151,9 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	}
 
 	runErr := rt.Run(ctx)
+	if errors.Is(runErr, io.EOF) {
+		runErr = nil // the input was read to its end and is durable
+	}
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
