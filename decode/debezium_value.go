@@ -905,6 +905,9 @@ func (c *conv) typed(path string, t pgType, v any, depth int) (any, error) {
 				}
 				return decimalText(path, x, 0)
 			}
+			if x == "NaN" || x == "Infinity" || x == "-Infinity" {
+				return floatOf(path, x) // decimal.handling.mode=double: Jackson quotes non-finite doubles
+			}
 			if t.scale < 0 {
 				return nil, fieldErr(path, show(x), "a base64 decimal needs its scale: declare the column as numeric(p,s) in ColumnTypes")
 			}

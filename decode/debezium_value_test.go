@@ -236,6 +236,7 @@ func TestDebeziumColumnTypes(t *testing.T) {
 		{"numeric", `{"scale":3,"value":"B1vNFQ=="}`, dbzDec("123456.789")},
 		{"numeric", `1234567.890`, dbzDec("1234567.890")},
 		{"decimal(10,3)", `2234567.89`, dbzDec("2234567.89")},
+		{"numeric", `"-Infinity"`, math.Inf(-1)}, // decimal.handling.mode=double
 		{"money", `"ALxhTg=="`, dbzDec("123456.78")},
 		{"numeric(3,1)[]", `["AQ=="]`, []any{dbzDec("0.1")}},
 		{"bit(3)", `"Aw=="`, []byte{3}},

@@ -25,6 +25,7 @@ type PgOutput struct {
 	keep      func(table, column string) bool
 
 	inTx       bool
+	xid        uint32
 	commitLSN  uint64
 	commitTime time.Time
 	ordinal    uint32
@@ -38,7 +39,8 @@ type relation struct {
 type column struct {
 	name string
 	oid  uint32
-	key  bool // part of the replica identity
+	mod  int32 // atttypmod
+	key  bool  // part of the replica identity
 	keep bool
 }
 
@@ -69,14 +71,14 @@ func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, erro
 	case *pglogrepl.RelationMessage:
 		rel := &relation{table: m.Namespace + "." + m.RelationName, cols: make([]column, len(m.Columns))}
 		for i, c := range m.Columns {
-			rel.cols[i] = column{name: c.Name, oid: c.DataType, key: c.Flags&1 != 0, keep: d.keep(rel.table, c.Name)}
+			rel.cols[i] = column{name: c.Name, oid: c.DataType, mod: c.TypeModifier, key: c.Flags&1 != 0, keep: d.keep(rel.table, c.Name)}
 		}
 		d.relations[m.RelationID] = rel
 	case *pglogrepl.BeginMessage:
 		if d.inTx {
 			return dst, fmt.Errorf("%w: BEGIN of %s inside a transaction", ErrProtocol, change.FormatLSN(uint64(m.FinalLSN)))
 		}
-		d.inTx, d.commitLSN, d.commitTime, d.ordinal = true, uint64(m.FinalLSN), m.CommitTime.UTC(), 0
+		d.inTx, d.xid, d.commitLSN, d.commitTime, d.ordinal = true, m.Xid, uint64(m.FinalLSN), m.CommitTime.UTC(), 0
 	case *pglogrepl.CommitMessage:
 		if !d.inTx || uint64(m.CommitLSN) != d.commitLSN {
 			return dst, fmt.Errorf("%w: COMMIT %s does not close the open transaction", ErrProtocol, change.FormatLSN(uint64(m.CommitLSN)))
@@ -134,6 +136,40 @@ func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, erro
 	}
 	return dst, nil
 }
+
+// Column describes a column of a relation as the stream's last RELATION
+// message did.
+type Column struct {
+	Name    string
+	OID     uint32 // the type's OID
+	TypeMod int32  // atttypmod: -1 when the type has none
+	// Key marks the replica identity: the primary key under REPLICA
+	// IDENTITY DEFAULT, every column under FULL.
+	Key bool
+}
+
+// Columns returns the columns of table ("schema.table") that enter row
+// images, in table order, as the last RELATION message described them; nil
+// when no RELATION message described the table.
+func (d *PgOutput) Columns(table string) []Column {
+	for _, rel := range d.relations {
+		if rel.table != table {
+			continue
+		}
+		out := make([]Column, 0, len(rel.cols))
+		for _, c := range rel.cols {
+			if c.keep {
+				out = append(out, Column{Name: c.name, OID: c.oid, TypeMod: c.mod, Key: c.key})
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// XID returns the transaction id of the transaction being decoded, or of
+// the last one when none is open.
+func (d *PgOutput) XID() uint32 { return d.xid }
 
 func (d *PgOutput) next() change.Position {
 	d.ordinal++
@@ -301,6 +337,8 @@ func DecodeText(types *pgtype.Map, oid uint32, data []byte) (any, error) {
 	case pgtype.JSONOID, pgtype.JSONBOID:
 		return json.RawMessage(append([]byte{}, data...)), nil
 	case pgtype.QCharOID: // pgx would make "char" a rune, a number
+		return string(data), nil
+	case pgtype.XMLOID: // pgx would make xml []byte, which is bytea's type
 		return string(data), nil
 	case pgtype.NumericOID:
 		// Straight from the text, so the value keeps the scale PostgreSQL

@@ -501,6 +501,8 @@ func TestDecodeText(t *testing.T) {
 		{pgtype.MacaddrOID, "08:00:2b:01:02:03", "08:00:2b:01:02:03"},
 
 		{790, "$1,234.56", "$1,234.56"}, // money: pgx has no codec
+		{pgtype.XMLOID, "<a>b</a>", "<a>b</a>"},
+		{pgtype.XMLArrayOID, "{<a/>}", []any{"<a/>"}},
 		{enumOID, "happy", "happy"},
 		{enumOID + 1, "{happy,sad}", "{happy,sad}"}, // an array of an unknown type
 		{pgtype.Int4rangeOID, "[1,3)", "[1,3)"},
