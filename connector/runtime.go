@@ -63,6 +63,10 @@ type Checkpoint struct {
 	// has several (Kafka partitions). Never modified once checkpointed:
 	// a new checkpoint gets a new map.
 	Streams map[string]StreamPos
+	// Marker is the Origin of the last Heartbeat that carried one: a
+	// source's note of the last unit of input it knows durable (the HTTP
+	// source's last request).
+	Marker string
 	// Changes counts the row changes applied since the first start: each
 	// exactly once, however often a crash made tilefeed read them again.
 	Changes int64
@@ -88,7 +92,7 @@ func (c *Checkpoint) streamPos(stream string) change.Position {
 
 // same reports whether c and d record the same progress.
 func (c *Checkpoint) same(d *Checkpoint) bool {
-	if c.Pos != d.Pos || c.Resume != d.Resume || c.Changes != d.Changes || len(c.Streams) != len(d.Streams) {
+	if c.Pos != d.Pos || c.Resume != d.Resume || c.Changes != d.Changes || c.Marker != d.Marker || len(c.Streams) != len(d.Streams) {
 		return false
 	}
 	for k, v := range c.Streams {
@@ -207,6 +211,7 @@ func LoadCheckpoint(ctx context.Context, store Store, name string) (cp Checkpoin
 	seq, _ := r.Bins["seq"].(int64)
 	cp = Checkpoint{Pos: change.Position{LSN: uint64(lsn), Seq: uint64(seq), Ordinal: uint32(ord)}, Resume: uint64(resume),
 		Changes: changes, Written: time.UnixMicro(written).UTC()}
+	cp.Marker, _ = r.Bins["marker"].(string)
 	if v, ok := r.Bins["streams"]; ok {
 		if cp.Streams, err = decodeStreams(v); err != nil {
 			return cp, 0, false, fmt.Errorf("%w: checkpoint of connector %q: bin streams: %w", ErrFatal, name, err)
@@ -371,6 +376,9 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		if ev.Op == change.Heartbeat {
 			if ev.Resume > next.Resume {
 				next.Resume = ev.Resume
+			}
+			if ev.Origin != "" {
+				next.Marker = ev.Origin
 			}
 			continue
 		}
@@ -603,6 +611,9 @@ func (r *Runtime) checkpointRecord(cp *Checkpoint) sink.Record {
 	}
 	if cp.Pos.Seq != 0 {
 		bins["seq"] = int64(cp.Pos.Seq)
+	}
+	if cp.Marker != "" {
+		bins["marker"] = cp.Marker
 	}
 	if len(cp.Streams) > 0 {
 		bins["streams"] = encodeStreams(cp.Streams)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -345,6 +346,7 @@ func TestDebeziumEquivalence(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var changes int64 // applied by the file run, each once
 
 	t.Run("json-with-schema-file", func(t *testing.T) {
 		var lines []string
@@ -364,6 +366,114 @@ func TestDebeziumEquivalence(t *testing.T) {
 			t.Fatalf("file source: %v", err)
 		}
 		sameRecords(t, "JSON with schemas", c, directStore, run.store, w.cards)
+		changes = run.rt.Status().ChangesTotal
+	})
+
+	// The real binary behind the HTTP endpoint, killed with SIGKILL three
+	// times while a client that retries as Debezium Server does posts
+	// batches: the features and the count of changes applied come out as
+	// from one clean run.
+	t.Run("http-binary-killed", func(t *testing.T) {
+		if changes == 0 {
+			t.Skip("the file run gave no change count")
+		}
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		listen := freeAddr(t)
+		props := cfg["config"].(map[string]any)
+		props["tilefeed.source"] = "http"
+		props["http.listen"] = listen
+		props["embedded.path"] = filepath.Join(dir, "http.db")
+		file, _ := json.Marshal(cfg)
+		p := newProcess(t, file, listen)
+		var bodies [][]byte
+		var values []string
+		for _, r := range encodeAll(t, enc, debeziumtest.JSON, evs) {
+			if r.Value == nil {
+				continue
+			}
+			values = append(values, string(r.Value))
+			if len(values) == 15 {
+				bodies = append(bodies, []byte("["+strings.Join(values, ",")+"]"))
+				values = nil
+			}
+		}
+		bodies = append(bodies, []byte("["+strings.Join(values, ",")+"]"))
+		posted := make(chan int, 1)
+		go func() {
+			retries := 0
+			for i := 0; i < len(bodies); {
+				resp, err := http.Post("http://"+listen+"/debezium", "application/json", bytes.NewReader(bodies[i]))
+				if err == nil {
+					resp.Body.Close()
+				}
+				if err == nil && resp.StatusCode == http.StatusOK {
+					i++
+					continue
+				}
+				retries++
+				time.Sleep(20 * time.Millisecond)
+			}
+			posted <- retries
+		}()
+		// SIGKILL at a random moment, and in the narrow windows: the
+		// checkpoint written but the request not answered, half a batch's
+		// records written, the records written but not the checkpoint.
+		// The first process dies with the second request durable and not
+		// answered: snapshot rows, which only the request's digest in the
+		// checkpoint tells from new ones.
+		p.spawn([]string{"TILEFEED_FAULT=after-checkpoint:2"})
+		if !p.waitExit(60 * time.Second) {
+			t.Fatalf("fault after-checkpoint:2 never hit; log:\n%s", p.log())
+		}
+		p.start()
+		kills := 1
+		retries, done := 0, false
+		for _, f := range []string{"", "after-checkpoint:3", "", "mid-records:2", "after-records:3", ""} {
+			select {
+			case retries = <-posted:
+				done = true
+			default:
+			}
+			if done {
+				break
+			}
+			if f == "" {
+				time.Sleep(time.Duration(100+rand.IntN(300)) * time.Millisecond)
+				p.kill()
+			} else {
+				p.kill()
+				p.spawn([]string{"TILEFEED_FAULT=" + f})
+				if !p.waitExit(60 * time.Second) {
+					t.Fatalf("fault %s never hit; log:\n%s", f, p.log())
+				}
+			}
+			p.start()
+			kills++
+		}
+		if !done {
+			select {
+			case retries = <-posted:
+			case <-time.After(3 * time.Minute):
+				t.Fatalf("the client did not get every batch answered 200; log:\n%s", p.log())
+			}
+		}
+		if code := p.term(); code != 0 {
+			t.Fatalf("exit code %d; log:\n%s", code, p.log())
+		}
+		st, err := embedded.Open(filepath.Join(dir, "http.db"), embedded.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		sameRecords(t, "HTTP, binary killed", c, directStore, st, w.cards)
+		cp, _, _, err := connector.LoadCheckpoint(context.Background(), st, c.Name)
+		if err != nil || cp.Changes != changes {
+			t.Errorf("changes applied %d (%v), want %d as in one clean run", cp.Changes, err, changes)
+		}
+		t.Logf("%d batches, %d kills, %d retried requests, %d changes applied once each", len(bodies), kills, retries, cp.Changes)
 	})
 
 	postAll := func(t *testing.T, dec *decode.Debezium, contentType string, bodies [][]byte) *dbzRun {

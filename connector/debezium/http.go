@@ -37,7 +37,10 @@ const MaxRequestBytes = 256 << 20
 // them. A retried request is idempotent: its changes take the positions
 // they took the first time (from their source blocks; snapshot rows from
 // the order they come in, counted from the base the request started at)
-// and whatever of it is durable already is skipped.
+// and whatever of it is durable already is skipped. The digest of the
+// last durable request is kept in the checkpoint, so the request whose
+// answer a crash lost is recognized when it comes again after the
+// restart, snapshot rows and all.
 type HTTP struct {
 	dec  *decode.Debezium
 	log  *slog.Logger
@@ -51,6 +54,7 @@ type HTTP struct {
 	out   chan<- change.Event
 	ctx   context.Context
 	acked uint64        // markers up to here are durable
+	done  string        // id of the last request durable
 	ackCh chan struct{} // closed and replaced on every Ack
 }
 
@@ -71,7 +75,7 @@ func (h *HTTP) Stream(ctx context.Context, from connector.Checkpoint, out chan<-
 	h.nextReq = from.Resume + 1
 	h.mu.Unlock()
 	h.state.Lock()
-	h.out, h.ctx, h.acked = out, ctx, from.Resume
+	h.out, h.ctx, h.acked, h.done = out, ctx, from.Resume, from.Marker
 	h.state.Unlock()
 	<-ctx.Done()
 	h.state.Lock()
@@ -85,7 +89,7 @@ func (h *HTTP) Ack(cp connector.Checkpoint) {
 	h.state.Lock()
 	defer h.state.Unlock()
 	if cp.Resume > h.acked {
-		h.acked = cp.Resume
+		h.acked, h.done = cp.Resume, cp.Marker
 		close(h.ackCh)
 		h.ackCh = make(chan struct{})
 	}
@@ -136,7 +140,17 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 		return http.StatusServiceUnavailable, "tilefeed is not streaming yet"
 	}
 	sum := sha256.Sum256(body)
-	reqID := "http:" + hex.EncodeToString(sum[:8])
+	reqID := "http:" + hex.EncodeToString(sum[:12])
+	h.state.Lock()
+	again := h.done == reqID
+	h.state.Unlock()
+	if again {
+		// The last request made durable, sent again because its answer
+		// was lost (tilefeed stopped before it could answer). Its rows
+		// must not be applied twice: snapshot rows carry no position of
+		// their own to be recognized by.
+		return http.StatusOK, ""
+	}
 	base := h.conv.Last()
 	events := make([]change.Event, 0, len(values)+1)
 	for i, v := range values {
@@ -166,7 +180,7 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 		}
 	}
 	marker := h.nextReq
-	events = append(events, change.Event{Op: change.Heartbeat, Resume: marker})
+	events = append(events, change.Event{Op: change.Heartbeat, Resume: marker, Origin: reqID})
 
 	wait, cancel := context.WithTimeout(ctx, h.wait)
 	defer cancel()
