@@ -431,6 +431,8 @@ func filterValue(v any) any {
 		return f
 	case []byte:
 		return string(x)
+	case change.Infinity:
+		return x.String()
 	case json.RawMessage:
 		var out any
 		if json.Unmarshal(x, &out) != nil {
@@ -485,8 +487,8 @@ func (g *Group) checkValues(ev *change.Event, row change.Row) error {
 		}
 		for _, col := range sc.sums {
 			if v := row[col]; v != nil {
-				if _, ok := toDecimal(v); !ok {
-					return g.dataErr(ev, col, v, "is not a finite number, so it cannot be summed")
+				if _, ok := numberOrder(v); !ok {
+					return g.dataErr(ev, col, v, "is not a number, so it cannot be summed")
 				}
 			}
 		}
@@ -528,6 +530,9 @@ func (g *Group) eventTime(ev *change.Event, row change.Row) (int64, error) {
 	if !ok {
 		if v == nil {
 			return 0, g.dataErr(ev, g.TimeCol, nil, "event time is NULL")
+		}
+		if inf, ok := v.(change.Infinity); ok {
+			return 0, g.dataErr(ev, g.TimeCol, nil, "event time is "+inf.String()+", which falls in no tile")
 		}
 		return 0, g.dataErr(ev, g.TimeCol, v, fmt.Sprintf("event time is a %T, not a timestamp", v))
 	}
