@@ -41,9 +41,9 @@ var typedCols = []typedCol{
 	{"c_real", "real", "float", numberAggs},
 	{"c_double", "double precision", "float", numberAggs},
 	{"c_bool", "bool", "bool", orderedAggs},
-	{"c_char", "char(3)", "text", orderedAggs},
-	{"c_varchar", "varchar(20)", "text", orderedAggs},
-	{"c_text", "text", "text", orderedAggs},
+	{"c_char", `char(3) COLLATE "C"`, "text", orderedAggs},
+	{"c_varchar", `varchar(20) COLLATE "C"`, "text", orderedAggs},
+	{"c_text", `text COLLATE "C"`, "text", orderedAggs}, // min/max compare bytes,
 	{"c_bytea", "bytea", "bytea", orderedAggs},
 	{"c_date", "date", "time", orderedAggs},
 	{"c_time", "time", "string", orderedAggs},
@@ -418,4 +418,55 @@ func (r *runtime) failFast(t *testing.T) featureReader {
 		}
 		return r.read(group, key, at)
 	}
+}
+
+// TestTypesAggregatesRejected: min and max over a type whose values
+// tilefeed cannot order as PostgreSQL does (they arrive as text that
+// sorts otherwise, or have no order), and over text under a collation
+// that is not byte order, are refused at startup with an error naming
+// the group, the column and its type. Type modifiers do not hide a
+// type: numeric(30,10) sums and timestamp(3) is a time column.
+func TestTypesAggregatesRejected(t *testing.T) {
+	conn, db := newDB(t)
+	typesExec(t, conn,
+		`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`,
+		`CREATE TABLE odd (id int PRIMARY KEY, at timestamp(3) with time zone NOT NULL, n numeric(30,10), v varchar(20), c char(3) COLLATE "C",
+			tz timetz, iv interval, e mood, arr int[], ip inet, net cidr, m money, j json, jb jsonb, u text COLLATE "und-x-icu")`,
+		`ALTER TABLE odd REPLICA IDENTITY FULL`)
+	rejected := map[string]string{"tz": "time with time zone", "iv": "interval", "e": "mood", "arr": "integer[]",
+		"ip": "inet", "net": "cidr", "m": "money", "j": "json", "jb": "jsonb", "u": "und-x-icu"}
+	var groups []string
+	add := func(name, fn, col string) {
+		groups = append(groups, fmt.Sprintf(`{"name": %q, "table": "public.odd", "entity": ["id"], "time": "at",
+			"aggregations": [{"name": "x", "function": %q, "column": %q}]}`, name, fn, col))
+	}
+	for col := range rejected {
+		add("max_"+col, "max", col)
+		add("min_"+col, "min", col)
+		add("last_"+col, "last", col) // fine for every type
+	}
+	add("sum_n", "sum", "n")
+	add("max_v", "max", "v")
+	add("min_c", "min", "c")
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"features": [`,
+		`"features": [`+strings.Join(groups, ",\n")+",", 1)
+	err := setupOnly(t, []byte(raw))
+	if err == nil {
+		t.Fatal("Setup accepted min/max over types it cannot order")
+	}
+	msg := err.Error()
+	for col, typ := range rejected {
+		for _, fn := range []string{"min", "max"} {
+			want := fmt.Sprintf("feature group %s_%s: %s(%s)", fn, col, fn, col)
+			if !strings.Contains(msg, want) || !strings.Contains(msg, typ) {
+				t.Errorf("the error does not name %q and %s:\n%s", want, typ, msg)
+			}
+		}
+	}
+	for _, ok := range []string{"feature group last_", "feature group sum_n", "feature group max_v", "feature group min_c", "time column"} {
+		if strings.Contains(msg, ok) {
+			t.Errorf("the error refuses %q, which is fine:\n%s", ok, msg)
+		}
+	}
+	t.Logf("Setup refuses:\n%s", msg)
 }
