@@ -488,22 +488,38 @@ func allBins(h *harness) map[sink.Key]map[string]any {
 func TestSchemaChange(t *testing.T) {
 	t.Parallel()
 	p := pos(16, 3)
-	good := change.Row{"id": int64(1), "customer_id": int64(7), "amount": int64(5), "status": "ok", "created_at": t0}
-	for _, col := range []string{"customer_id", "amount", "created_at"} {
-		h := newHarness(t, []config.Feature{txFeature()})
-		row := with(good)
-		delete(row, col)
+	good := change.Row{"id": int64(1), "customer_id": int64(7), "amount": int64(5), "status": "ok", "tag": "a", "created_at": t0}
+	projected := config.Feature{Name: "tx", Table: "transactions", Entity: []string{"customer_id"}, Project: []string{"note"},
+		Where: "let s = status; s != 'declined' && len(upper(s)) > 0"}
+	for _, tc := range []struct {
+		f   config.Feature
+		col string
+	}{
+		{txFeature(), "customer_id"}, // entity
+		{txFeature(), "amount"},      // aggregated
+		{txFeature(), "created_at"},  // time
+		{txFeature(), "status"},      // in the filter
+		{projected, "note"},          // projected
+		{projected, "status"},        // in the filter, through a variable
+	} {
+		h := newHarness(t, []config.Feature{tc.f})
+		row := with(good, "note", "n")
+		delete(row, tc.col)
 		_, err := h.apply(insert(p, t0, row))
 		var se *SchemaError
-		if !errors.As(err, &se) || se.Column != col || se.Group != "tx" || !strings.Contains(err.Error(), "dropped or renamed") {
-			t.Errorf("without %s: got %v, want a *SchemaError naming it", col, err)
+		if !errors.As(err, &se) || se.Column != tc.col || se.Group != "tx" || !strings.Contains(err.Error(), "dropped or renamed") {
+			t.Errorf("without %s: got %v, want a *SchemaError naming it", tc.col, err)
 		}
 	}
-	h := newHarness(t, []config.Feature{{Name: "p", Table: "transactions", Entity: []string{"customer_id"}, Project: []string{"status"}}})
-	row := with(good)
-	delete(row, "status")
-	if _, err := h.apply(insert(p, t0, row)); err != nil {
-		t.Errorf("a missing projected column: %v", err)
+	// A column no feature reads may go; function names are not columns.
+	h := newHarness(t, []config.Feature{projected})
+	if _, err := h.apply(insert(p, t0, with(good, "note", "n", "amount", nil))); err != nil {
+		t.Errorf("a column the group does not read: %v", err)
+	}
+	row := with(good, "note", "n")
+	delete(row, "amount")
+	if _, err := h.apply(insert(pos(17, 1), t0, row)); err != nil {
+		t.Errorf("without a column the group does not read: %v", err)
 	}
 }
 
