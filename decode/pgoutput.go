@@ -383,9 +383,9 @@ func normalize(v any, oid uint32, text []byte) (any, error) {
 		return fmt.Sprintf("%x-%x-%x-%x-%x", x[0:4], x[4:6], x[6:8], x[8:10], x[10:16]), nil
 	case pgtype.InfinityModifier:
 		if x > 0 {
-			return "infinity", nil
+			return change.PosInfinity, nil
 		}
-		return "-infinity", nil
+		return change.NegInfinity, nil
 	case pgtype.Interval:
 		if x.Months == 0 {
 			return time.Duration(x.Days)*24*time.Hour + time.Duration(x.Microseconds)*time.Microsecond, nil
@@ -400,14 +400,15 @@ func normalize(v any, oid uint32, text []byte) (any, error) {
 // decodeArray decodes an array element by element through DecodeText, so
 // an element comes out as the same value would alone: 0.1 in a real[]
 // stays 0.1, and intervals with months, inet, time and json keep their
-// text. Multi-dimensional arrays are flattened in row-major order.
+// text. A multi-dimensional array nests: {{1,2},{3,4}} is [[1 2] [3 4]],
+// not the [1 2 3 4] of a different value.
 func decodeArray(types *pgtype.Map, oid, elem uint32, data []byte) (any, error) {
-	var texts pgtype.FlatArray[*string]
-	if err := types.Scan(oid, pgtype.TextFormatCode, data, &texts); err != nil {
+	var arr pgtype.Array[*string]
+	if err := types.Scan(oid, pgtype.TextFormatCode, data, &arr); err != nil {
 		return nil, fmt.Errorf("decode array %q: %w", truncate(data), err)
 	}
-	out := make([]any, len(texts))
-	for i, s := range texts {
+	flat := make([]any, len(arr.Elements))
+	for i, s := range arr.Elements {
 		if s == nil {
 			continue
 		}
@@ -415,9 +416,26 @@ func decodeArray(types *pgtype.Map, oid, elem uint32, data []byte) (any, error) 
 		if err != nil {
 			return nil, fmt.Errorf("array element %d: %w", i+1, err)
 		}
-		out[i] = v
+		flat[i] = v
 	}
-	return out, nil
+	if len(arr.Dims) <= 1 {
+		return flat, nil
+	}
+	return nest(flat, arr.Dims), nil
+}
+
+// nest cuts row-major elements into nested lists of the given dimensions.
+func nest(flat []any, dims []pgtype.ArrayDimension) []any {
+	if len(dims) == 1 {
+		return flat
+	}
+	n := int(dims[0].Length)
+	out := make([]any, n)
+	size := len(flat) / max(n, 1)
+	for i := range n {
+		out[i] = nest(flat[i*size:(i+1)*size], dims[1:])
+	}
+	return out
 }
 
 func parseFloatText(text []byte, fallback float64) float64 {

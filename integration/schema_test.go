@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/apd/v3"
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/connector/postgres"
@@ -155,4 +158,142 @@ func TestToastedColumns(t *testing.T) {
 	if err != nil || fmt.Sprint(got["bodies"]) != "2" || fmt.Sprint(got["views"]) != "22" {
 		t.Errorf("docs 7: bodies=%v views=%v (%v), want 2 and 22", got["bodies"], got["views"], err)
 	}
+}
+
+// TestSchemaAlterType changes the types of a projected and aggregated
+// integer (→ bigint → numeric) and of a text column (→ varchar) while
+// tilefeed streams. The new RELATION messages apply without a restart,
+// and UPDATEs and DELETEs of rows written under the old types retract
+// exactly: every feature equals SQL after each change.
+func TestSchemaAlterType(t *testing.T) {
+	conn, db := newDB(t)
+	typesExec(t, conn,
+		`CREATE TABLE items (id int PRIMARY KEY, k int NOT NULL, at timestamptz NOT NULL DEFAULT now(), qty int, label text COLLATE "C")`,
+		`ALTER TABLE items REPLICA IDENTITY FULL`)
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"features": [`, `"features": [
+    {"name": "item", "table": "public.items", "entity": ["id"], "project": ["qty", "label"]},
+    {"name": "items", "table": "public.items", "entity": ["k"], "time": "at", "aggregations": [
+      {"name": "sum", "function": "sum", "column": "qty"}, {"name": "max", "function": "max", "column": "qty"},
+      {"name": "min", "function": "min", "column": "qty"}, {"name": "distinct", "function": "distinct", "column": "qty"},
+      {"name": "last", "function": "last", "column": "qty"}, {"name": "labels", "function": "distinct", "column": "label"},
+      {"name": "max_label", "function": "max", "column": "label"}]},`, 1)
+	r := startRuntime(t, loadConnector(t, []byte(raw)))
+	defer r.stop(t)
+	sync := 0
+	check := func(step string) {
+		t.Helper()
+		sync++
+		waitSync(t, conn, r.failFast(t), sync)
+		for id := 1; id <= 6; id++ {
+			want := schemaSQL(t, conn, `SELECT json_build_object('qty', qty, 'label', label)::text FROM items WHERE id = $1`, id)
+			found, got, err := r.read("item", fmt.Sprint(id), time.Now())
+			if err != nil || found != (want != "") || (found && schemaJSON(got, "qty", "label") != want) {
+				t.Errorf("%s: item %d = %v %v (%v), SQL %s", step, id, found, got, err, want)
+			}
+		}
+		for k := 1; k <= 2; k++ {
+			want := schemaSQL(t, conn, `SELECT json_build_object('sum', coalesce(sum(qty), 0), 'max', max(qty), 'min', min(qty),
+				'distinct', count(DISTINCT qty), 'last', (SELECT qty FROM items WHERE k = $1 AND qty IS NOT NULL ORDER BY at DESC LIMIT 1),
+				'labels', count(DISTINCT label), 'max_label', max(label))::text FROM items WHERE k = $1`, k)
+			_, got, err := r.read("items", fmt.Sprint(k), time.Now())
+			if g := schemaJSON(got, "sum", "max", "min", "distinct", "last", "labels", "max_label"); err != nil || g != want {
+				t.Errorf("%s: items %d = %s (%v), SQL %s", step, k, g, err, want)
+			}
+		}
+	}
+	typesExec(t, conn,
+		`INSERT INTO items (id, k, at, qty, label) VALUES (1, 1, now() - interval '5 s', 5, 'a'), (2, 1, now() - interval '4 s', 7, 'b'),
+			(3, 2, now() - interval '3 s', 5, 'a'), (4, 2, now() - interval '2 s', NULL, NULL)`)
+	check("before")
+	typesExec(t, conn, `ALTER TABLE items ALTER COLUMN qty TYPE bigint`,
+		`INSERT INTO items (id, k, qty, label) VALUES (5, 1, 9000000000, 'c')`,
+		`UPDATE items SET qty = qty + 1 WHERE id = 1`)
+	check("int → bigint")
+	typesExec(t, conn, `ALTER TABLE items ALTER COLUMN qty TYPE numeric(20,2)`,
+		`INSERT INTO items (id, k, qty, label) VALUES (6, 2, 5.00, 'a')`, // 5 again: distinct counts it once
+		`UPDATE items SET qty = 2.5 WHERE id = 2`,                        // retracts the integer 7
+		`DELETE FROM items WHERE id = 3`)                                 // retracts the integer 5
+	check("bigint → numeric")
+	typesExec(t, conn, `ALTER TABLE items ALTER COLUMN label TYPE varchar(10)`,
+		`UPDATE items SET label = 'z' WHERE id = 1`,
+		`DELETE FROM items WHERE id = 5`,
+		`INSERT INTO items (id, k, qty, label) VALUES (3, 1, 1, 'b')`)
+	check("text → varchar")
+	select {
+	case err := <-r.done:
+		t.Fatalf("tilefeed stopped: %v", err)
+	default:
+	}
+}
+
+// TestSchemaRename: renaming a column no feature reads streams on;
+// renaming one a feature reads (here a projected column) stops tilefeed
+// with a SchemaError naming the group and the column.
+func TestSchemaRename(t *testing.T) {
+	conn, db := newDB(t)
+	typesExec(t, conn, `CREATE TABLE people (id int PRIMARY KEY, name text, nick text, age int)`)
+	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"features": [`, `"features": [
+    {"name": "person", "table": "public.people", "entity": ["id"], "project": ["name", "age"]},`, 1)
+	r := startRuntime(t, loadConnector(t, []byte(raw)))
+	typesExec(t, conn, `INSERT INTO people VALUES (1, 'ann', 'a', 30)`,
+		`ALTER TABLE people RENAME COLUMN nick TO nickname`,
+		`INSERT INTO people VALUES (2, 'bob', 'b', 40)`)
+	waitSync(t, conn, r.failFast(t), 1)
+	if _, got, err := r.read("person", "2", time.Now()); err != nil || got["name"] != "bob" {
+		t.Fatalf("after renaming an unused column: person 2 = %v (%v)", got, err)
+	}
+	typesExec(t, conn, `ALTER TABLE people RENAME COLUMN age TO years`,
+		`INSERT INTO people VALUES (3, 'cy', 'c', 50)`)
+	select {
+	case err := <-r.done:
+		var se *transform.SchemaError
+		if !errors.As(err, &se) || se.Group != "person" || se.Column != "age" || !strings.Contains(err.Error(), "dropped or renamed") {
+			t.Errorf("want a schema error naming person and age, got %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("tilefeed kept running after a column it projects was renamed")
+	}
+	r.store.Close()
+}
+
+func schemaSQL(t *testing.T, conn *pgx.Conn, query string, arg int) string {
+	t.Helper()
+	var s *string
+	if err := conn.QueryRow(context.Background(), query, arg).Scan(&s); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		t.Fatalf("%s: %v", query, err)
+	}
+	if s == nil {
+		return ""
+	}
+	return schemaNormal(*s)
+}
+
+// schemaJSON renders the named features as json_build_object would, for
+// comparison after schemaNormal: numbers by value, so 5, 5.0 and "5.00"
+// (a projected numeric is a string) are equal.
+func schemaJSON(got map[string]any, names ...string) string {
+	m := map[string]any{}
+	for _, n := range names {
+		m[n] = got[n]
+	}
+	b, _ := json.Marshal(m)
+	return schemaNormal(string(b))
+}
+
+func schemaNormal(s string) string {
+	var m map[string]any
+	d := json.NewDecoder(strings.NewReader(s))
+	d.UseNumber()
+	if err := d.Decode(&m); err != nil {
+		return s
+	}
+	for k, v := range m {
+		text := fmt.Sprint(v)
+		if dec, _, err := apd.NewFromString(text); err == nil {
+			dec.Reduce(dec)
+			m[k] = "n:" + dec.Text('f')
+		}
+	}
+	b, _ := json.Marshal(m)
+	return string(b)
 }

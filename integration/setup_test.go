@@ -31,13 +31,7 @@ func TestSetupReportsEveryProblem(t *testing.T) {
      "aggregations": [{"name": "s", "function": "sum", "column": "amount", "window": "1h"},
                       {"name": "m", "function": "max", "column": "nope"}]},
     {"name": "missing", "table": "public.nothere", "entity": ["id"], "project": ["x"]},`, 1)
-	c := loadConnector(t, []byte(raw))
-	engine, err := transform.Compile(c.Features)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()))
-	err = src.Setup(ctx, engine, 0)
+	err := setupOnly(t, []byte(raw))
 	if err == nil {
 		t.Fatal("Setup accepted features that do not fit the tables")
 	}
@@ -53,7 +47,7 @@ func TestSetupReportsEveryProblem(t *testing.T) {
 		}
 	}
 	var slots int
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", c.Postgres.SlotName).Scan(&slots); err != nil || slots != 0 {
+	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = $1", db).Scan(&slots); err != nil || slots != 0 {
 		t.Errorf("a failed setup created %d slots (%v)", slots, err)
 	}
 }
@@ -192,4 +186,17 @@ func TestSlotDropped(t *testing.T) {
 	if !errors.Is(err, postgres.ErrSlotLost) || !strings.Contains(err.Error(), c.Postgres.SlotName) {
 		t.Fatalf("want ErrSlotLost naming the slot, got %v", err)
 	}
+}
+
+// setupOnly runs the source's Setup (the live checks) for a connector file
+// and returns its error.
+func setupOnly(t *testing.T, raw []byte) error {
+	t.Helper()
+	c := loadConnector(t, raw)
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()))
+	return src.Setup(context.Background(), engine, 0)
 }

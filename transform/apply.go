@@ -70,12 +70,8 @@ func (g *Group) project(st *State, u *Update) error {
 			row[col] = s
 		}
 	}
-	if len(row) == 0 {
-		// NULLs are stored as no bin, so a stored record cannot tell an
-		// all-NULL row from no row; keep the decoded state the same, or
-		// IsEmpty would change across a store round trip.
-		row = nil
-	}
+	// A row whose projected columns are all NULL has no bins but is
+	// there: Bins marks it (binRow), so the entity is found.
 	st.Row = row
 	return nil
 }
@@ -168,9 +164,22 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 		if v == nil {
 			continue
 		}
+		if i, ok := nonFiniteIndex(v); ok {
+			// PostgreSQL sums NaN and the infinities too (docs/types.md):
+			// counted apart, so they retract exactly.
+			n := t.nonFinite(col)
+			n[i] += sign
+			if *n == ([3]int64{}) {
+				delete(t.NonFinite, col)
+				if len(t.NonFinite) == 0 {
+					t.NonFinite = nil
+				}
+			}
+			continue
+		}
 		d, ok := toDecimal(v)
 		if !ok {
-			return bad(col, v, "is not a finite number, so it cannot be summed")
+			return bad(col, v, "is not a number, so it cannot be summed")
 		}
 		if t.Sums == nil {
 			t.Sums = map[string]*apd.Decimal{}
@@ -221,15 +230,33 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 			if ms.timed {
 				k = timedKey(at, k)
 			}
-			if !bumpSet(t, ms.set, ms.prefix, col, k, sign) {
-				stats.Unmatched++
+			if bumpSet(t, ms.set, ms.prefix, col, k, sign) {
+				continue
 			}
+			if sign < 0 && retractNumber(t, ms.set, ms.prefix, col, v, at, ms.timed) {
+				continue
+			}
+			stats.Unmatched++
 		}
 	}
 	if t.Rows == 0 {
-		t.Counts, t.Sums, t.Values, t.Timed, t.enc = nil, nil, nil, nil, nil
+		t.Counts, t.Sums, t.NonFinite, t.Values, t.Timed, t.enc = nil, nil, nil, nil, nil, nil
 	}
 	return nil
+}
+
+// retractNumber retracts a number that was added under another numeric
+// type's key (numberKeys): the column's type changed in between.
+func retractNumber(t *Tile, m *map[string]map[string]int64, prefix, col string, v any, at int64, timed bool) bool {
+	for _, k := range numberKeys(v) {
+		if timed {
+			k = timedKey(at, k)
+		}
+		if (*m)[col][k] > 0 && bumpSet(t, m, prefix, col, k, -1) {
+			return true
+		}
+	}
+	return false
 }
 
 // timedKey sorts by event time, then by value: 20 digits of microseconds

@@ -8,6 +8,7 @@ import (
 
 	"github.com/cockroachdb/apd/v3"
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/tilefeed/tilefeed/change"
@@ -130,15 +131,13 @@ func Compile(features []config.Feature) (*Engine, error) {
 			}
 		}
 		// A new row image always carries every column of its table, so a
-		// missing key, time or aggregated column is a schema change.
-		// (Projected columns may be missing: the stored value is kept.)
-		g.columns = append([]string{}, g.Entity...)
-		if g.TimeCol != "" {
-			g.columns = appendOnce(g.columns, g.TimeCol)
-		}
-		for _, a := range g.Aggs {
-			if a.Column != "" {
-				g.columns = appendOnce(g.columns, a.Column)
+		// missing column the group reads (key, time, aggregated, projected
+		// or in the filter) was dropped or renamed: reading it as NULL
+		// would quietly change the features.
+		g.columns = g.Columns()
+		if g.filter != nil {
+			for _, col := range identifiers(g.filter.Node()) {
+				g.columns = appendOnce(g.columns, col)
 			}
 		}
 		e.groups = append(e.groups, g)
@@ -146,6 +145,41 @@ func Compile(features []config.Feature) (*Engine, error) {
 		e.byTable[g.Table] = append(e.byTable[g.Table], g)
 	}
 	return e, nil
+}
+
+// identifiers returns the variables a filter reads: its row's columns.
+// Function names and the filter's own variables (let) are not columns.
+func identifiers(node ast.Node) []string {
+	var v identVisitor
+	ast.Walk(&node, &v)
+	var out []string
+	for _, name := range v.idents {
+		if !v.notColumns[name] {
+			out = appendOnce(out, name)
+		}
+	}
+	return out
+}
+
+type identVisitor struct {
+	idents     []string
+	notColumns map[string]bool
+}
+
+func (v *identVisitor) Visit(node *ast.Node) {
+	if v.notColumns == nil {
+		v.notColumns = map[string]bool{}
+	}
+	switch n := (*node).(type) {
+	case *ast.IdentifierNode:
+		v.idents = append(v.idents, n.Value)
+	case *ast.CallNode:
+		if id, ok := n.Callee.(*ast.IdentifierNode); ok {
+			v.notColumns[id.Value] = true
+		}
+	case *ast.VariableDeclaratorNode:
+		v.notColumns[n.Name] = true
+	}
 }
 
 func appendOnce(list []string, s string) []string {
@@ -432,6 +466,8 @@ func filterValue(v any) any {
 		return f
 	case []byte:
 		return string(x)
+	case change.Infinity:
+		return x.String()
 	case json.RawMessage:
 		var out any
 		if json.Unmarshal(x, &out) != nil {
@@ -458,8 +494,8 @@ func (e *SchemaError) Error() string {
 		e.Group, e.Column, e.Table, e.Pos)
 }
 
-// hasColumns checks that a new row image has the key, time and
-// aggregated columns; a nil image (none sent) passes.
+// hasColumns checks that a new row image has every column the group
+// reads; a nil image (none sent) passes.
 func (g *Group) hasColumns(ev *change.Event, row change.Row) error {
 	if row == nil {
 		return nil
@@ -486,8 +522,8 @@ func (g *Group) checkValues(ev *change.Event, row change.Row) error {
 		}
 		for _, col := range sc.sums {
 			if v := row[col]; v != nil {
-				if _, ok := toDecimal(v); !ok {
-					return g.dataErr(ev, col, v, "is not a finite number, so it cannot be summed")
+				if _, ok := numberOrder(v); !ok {
+					return g.dataErr(ev, col, v, "is not a number, so it cannot be summed")
 				}
 			}
 		}
@@ -529,6 +565,9 @@ func (g *Group) eventTime(ev *change.Event, row change.Row) (int64, error) {
 	if !ok {
 		if v == nil {
 			return 0, g.dataErr(ev, g.TimeCol, nil, "event time is NULL")
+		}
+		if inf, ok := v.(change.Infinity); ok {
+			return 0, g.dataErr(ev, g.TimeCol, nil, "event time is "+inf.String()+", which falls in no tile")
 		}
 		return 0, g.dataErr(ev, g.TimeCol, v, fmt.Sprintf("event time is a %T, not a timestamp", v))
 	}

@@ -2,10 +2,13 @@ package transform
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
+
+	"github.com/tilefeed/tilefeed/change"
 )
 
 // Feature is one computed feature value.
@@ -70,17 +73,32 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 	case "sum", "avg":
 		sum := apd.New(0, 0)
 		var n int64
+		var nonFinite [3]int64
 		for _, t := range tiles {
 			if s := t.Sums[a.Column]; s != nil {
 				decimalCtx.Add(sum, sum, s)
 			}
 			n += t.Counts[a.Column]
+			if nf := t.NonFinite[a.Column]; nf != nil {
+				for i := range nf {
+					nonFinite[i] += nf[i]
+				}
+			}
+		}
+		if a.Function == "avg" && n == 0 {
+			return nil
+		}
+		// As PostgreSQL: NaN wins, and so does Infinity + -Infinity.
+		switch {
+		case nonFinite[0] > 0 || (nonFinite[1] > 0 && nonFinite[2] > 0):
+			return &apd.Decimal{Form: apd.NaN}
+		case nonFinite[1] > 0:
+			return &apd.Decimal{Form: apd.Infinite}
+		case nonFinite[2] > 0:
+			return &apd.Decimal{Form: apd.Infinite, Negative: true}
 		}
 		if a.Function == "sum" {
 			return sum
-		}
-		if n == 0 {
-			return nil
 		}
 		avg := new(apd.Decimal)
 		avgCtx.Quo(avg, sum, apd.New(n, 0))
@@ -116,7 +134,7 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 		seen := map[string]bool{}
 		for _, t := range tiles {
 			for k := range t.Values[a.Column] {
-				seen[k] = true
+				seen[distinctKey(k)] = true
 			}
 		}
 		return int64(len(seen))
@@ -145,20 +163,49 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 // avgCtx rounds averages to 20 significant digits.
 var avgCtx = apd.BaseContext.WithPrecision(20)
 
-// JSONValue renders a feature value for JSON: decimals as exact numbers,
-// times in RFC 3339, durations as strings.
+// JSONValue renders a feature value for JSON (docs/types.md): decimals as
+// exact numbers, NaN and the infinities as the strings PostgreSQL writes
+// ("NaN", "Infinity", "-Infinity"; JSON has no such numbers), times in
+// RFC 3339 ("infinity", "-infinity"), durations as strings, arrays
+// element by element.
 func JSONValue(v any) any {
 	switch x := v.(type) {
 	case *apd.Decimal:
+		if x.Form != apd.Finite {
+			return nonFiniteText(x.Form == apd.Infinite, x.Negative)
+		}
 		return json.Number(x.Text('f'))
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return nonFiniteText(math.IsInf(x, 0), x < 0)
+		}
+		return x
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano)
+	case change.Infinity:
+		return x.String()
 	case time.Duration:
 		return x.String()
 	case []byte:
 		return x
 	case json.RawMessage:
 		return x
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = JSONValue(e)
+		}
+		return out
 	}
 	return v
+}
+
+func nonFiniteText(inf, negative bool) string {
+	switch {
+	case !inf:
+		return "NaN"
+	case negative:
+		return "-Infinity"
+	}
+	return "Infinity"
 }

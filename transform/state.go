@@ -33,11 +33,15 @@ type State struct {
 // Tile holds the partial aggregates of the rows whose event time falls in
 // [start, start+size).
 type Tile struct {
-	Rows   int64                       // rows (count)
-	Counts map[string]int64            // column → non-NULL values
-	Sums   map[string]*apd.Decimal     // column → exact sum
-	Values map[string]map[string]int64 // column → tagged value → multiplicity
-	Timed  map[string]map[string]int64 // column → timedKey → multiplicity
+	Rows   int64                   // rows (count)
+	Counts map[string]int64        // column → non-NULL values
+	Sums   map[string]*apd.Decimal // column → exact sum of the finite values
+	// NonFinite counts a summed column's NaN, Infinity and -Infinity
+	// values, which a decimal sum cannot hold and a retraction must be
+	// able to take back.
+	NonFinite map[string]*[3]int64        // column → [NaN, Infinity, -Infinity]
+	Values    map[string]map[string]int64 // column → tagged value → multiplicity
+	Timed     map[string]map[string]int64 // column → timedKey → multiplicity
 	// enc holds each multiset's stored form ("v:col", "l:col" → map),
 	// kept in step with Values and Timed, so a large multiset is not
 	// rebuilt on every write of its record.
@@ -64,7 +68,7 @@ func (s *State) setPos(stream string, p change.Position) {
 }
 
 func (t *Tile) empty() bool {
-	return t.Rows == 0 && len(t.Counts) == 0 && len(t.Sums) == 0 && len(t.Values) == 0 && len(t.Timed) == 0
+	return t.Rows == 0 && len(t.Counts) == 0 && len(t.Sums) == 0 && len(t.NonFinite) == 0 && len(t.Values) == 0 && len(t.Timed) == 0
 }
 
 // IsEmpty reports whether the state holds no row and no tile.
@@ -80,6 +84,9 @@ const (
 	binKey     = "_key"
 	binTilePre = "_t"
 	binLife    = "_tlife"
+	// binRow marks a record that has a projected row, so a row whose
+	// projected columns are all NULL (stored as no bins) is still found.
+	binRow = "_row"
 )
 
 func scaleBin(size int64) string {
@@ -94,8 +101,12 @@ const (
 	accRows  = "n"
 	accCount = "c:"
 	accSum   = "s:"
-	accVals  = "v:"
-	accTimed = "l:"
+	// Counts of a summed column's NaN, Infinity and -Infinity values.
+	accNaN    = "nan:"
+	accPosInf = "inf:"
+	accNegInf = "-inf:"
+	accVals   = "v:"
+	accTimed  = "l:"
 )
 
 // Bins encodes the state as sink bins (docs/record-layout.md).
@@ -103,6 +114,9 @@ func (s *State) Bins() map[string]any {
 	bins := make(map[string]any, 4+len(s.Scales)+len(s.Row))
 	for k, v := range s.Row {
 		bins[k] = v
+	}
+	if s.Row != nil {
+		bins[binRow] = int64(1)
 	}
 	bins[binLSN] = int64(s.Pos.LSN)
 	bins[binOrdinal] = int64(s.Pos.Ordinal)
@@ -138,6 +152,13 @@ func (t *Tile) encode() map[any]any {
 	}
 	for c, d := range t.Sums {
 		m[accSum+c] = d.Text('f')
+	}
+	for c, n := range t.NonFinite {
+		for i, pre := range nonFinitePrefixes {
+			if n[i] != 0 {
+				m[pre+c] = n[i]
+			}
+		}
 	}
 	for c, vals := range t.Values {
 		m[accVals+c] = t.encoded(accVals+c, vals)
@@ -224,6 +245,10 @@ func DecodeState(bins map[string]any) (*State, error) {
 				}
 			}
 			err = s.decodeScale(size, v)
+		case name == binRow:
+			if s.Row == nil {
+				s.Row = map[string]any{}
+			}
 		case strings.HasPrefix(name, "_"):
 			// a bin of a newer layout; ignore
 		default:
@@ -272,6 +297,14 @@ func (s *State) decodeScale(size int64, v any) error {
 					}
 					t.Sums[name[len(accSum):]] = d
 				}
+			case strings.HasPrefix(name, accNaN), strings.HasPrefix(name, accPosInf), strings.HasPrefix(name, accNegInf):
+				var n int64
+				n, err = asInt(av)
+				for i, pre := range nonFinitePrefixes {
+					if col, ok := strings.CutPrefix(name, pre); ok {
+						t.nonFinite(col)[i] = n
+					}
+				}
 			case strings.HasPrefix(name, accVals):
 				err = t.decodeMultiset(&t.Values, name, name[len(accVals):], av)
 			case strings.HasPrefix(name, accTimed):
@@ -288,6 +321,23 @@ func (s *State) decodeScale(size int64, v any) error {
 	}
 	s.Scales[size] = tiles
 	return nil
+}
+
+// nonFinitePrefixes are the entry prefixes of Tile.NonFinite's counts, in
+// its order.
+var nonFinitePrefixes = [3]string{accNaN, accPosInf, accNegInf}
+
+// nonFinite returns the counts of col's non-finite values, creating them.
+func (t *Tile) nonFinite(col string) *[3]int64 {
+	if t.NonFinite == nil {
+		t.NonFinite = map[string]*[3]int64{}
+	}
+	n := t.NonFinite[col]
+	if n == nil {
+		n = &[3]int64{}
+		t.NonFinite[col] = n
+	}
+	return n
 }
 
 func setCount(m *map[string]int64, k string, n int64) {

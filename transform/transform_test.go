@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/apd/v3"
-
 	"github.com/tilefeed/tilefeed/change"
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/sink"
@@ -57,18 +55,16 @@ func TestDataErrors(t *testing.T) {
 		{name: "event time not a timestamp", ev: insert(p, t0, with(good, "created_at", "2026-11-22")),
 			column: "created_at", reason: "event time is a string, not a timestamp"},
 		{name: "sum of a string", ev: insert(p, t0, with(good, "amount", "12.50")),
-			column: "amount", reason: "is not a finite number, so it cannot be summed"},
-		{name: "sum of NaN", ev: insert(p, t0, with(good, "amount", math.NaN())),
-			column: "amount", reason: "not a finite number"},
-		{name: "sum of a decimal infinity", ev: insert(p, t0, with(good, "amount", &apd.Decimal{Form: apd.Infinite})),
-			column: "amount", reason: "not a finite number"},
+			column: "amount", reason: "is not a number, so it cannot be summed"},
+		{name: "event time infinity", ev: insert(p, t0, with(good, "created_at", change.PosInfinity)),
+			column: "created_at", reason: "event time is infinity, which falls in no tile"},
 		{name: "unchanged TOAST in an insert", ev: insert(p, t0, with(good, "amount", change.Unchanged)),
 			column: "amount", reason: "unchanged TOAST value the source did not send"},
 		{name: "unchanged TOAST the old image does not have", ev: update(p, t0,
 			change.Row{"id": int64(1), "customer_id": int64(7), "status": "ok", "tag": "a", "created_at": at("-1m")},
 			with(good, "amount", change.Unchanged)),
 			column: "amount", reason: "unchanged TOAST"},
-		{name: "value that cannot be aggregated", ev: insert(p, t0, with(good, "tag", []any{"a"})),
+		{name: "value that cannot be aggregated", ev: insert(p, t0, with(good, "tag", []any{map[string]any{}})),
 			column: "tag", reason: "cannot be aggregated"},
 		{name: "TRUNCATE", ev: change.Event{Op: change.Truncate, Table: table, Pos: p, CommitTime: t0},
 			reason: "is a TRUNCATE"},
@@ -317,6 +313,20 @@ func TestCompareValues(t *testing.T) {
 		{time.Second, time.Minute, -1},
 		{[]byte("a"), []byte("b"), -1},
 		{json.RawMessage(`1`), json.RawMessage(`2`), -1},
+		// PostgreSQL's order: -Infinity < numbers < Infinity < NaN.
+		{dec("NaN"), dec("1E+1000"), 1},
+		{math.NaN(), dec("Infinity"), 1},
+		{dec("NaN"), math.NaN(), 0},
+		{dec("Infinity"), math.Inf(1), 0},
+		{dec("-Infinity"), int64(math.MinInt64), -1},
+		{math.Inf(-1), dec("-1E+1000"), -1},
+		{change.NegInfinity, time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC), -1},
+		{change.PosInfinity, time.Date(294276, 1, 1, 0, 0, 0, 0, time.UTC), 1},
+		{change.PosInfinity, change.NegInfinity, 1},
+		{"infinity", change.NegInfinity, -1}, // a string is not a time
+		{[]any{int64(1), int64(2)}, []any{int64(1), int64(3)}, -1},
+		{[]any{int64(1)}, []any{int64(1), int64(0)}, -1},
+		{[]any{nil}, []any{int64(1)}, 1}, // NULL elements last
 	}
 	for _, tc := range cases {
 		if got := sign(compareValues(tc.a, tc.b)); got != tc.want {
@@ -352,6 +362,13 @@ func TestJSONValue(t *testing.T) {
 		{nil, `null`},
 		{json.RawMessage(`{"a":1}`), `{"a":1}`},
 		{[]byte("hi"), `"aGk="`},
+		// JSON has no NaN or infinities: PostgreSQL's spelling, as strings.
+		{dec("NaN"), `"NaN"`},
+		{dec("-Infinity"), `"-Infinity"`},
+		{math.Inf(1), `"Infinity"`},
+		{math.NaN(), `"NaN"`},
+		{change.PosInfinity, `"infinity"`},
+		{[]any{dec("1.50"), nil, []any{math.Inf(-1)}}, `[1.50,null,["-Infinity"]]`},
 	}
 	for _, tc := range cases {
 		b, err := json.Marshal(JSONValue(tc.in))
@@ -482,22 +499,38 @@ func allBins(h *harness) map[sink.Key]map[string]any {
 func TestSchemaChange(t *testing.T) {
 	t.Parallel()
 	p := pos(16, 3)
-	good := change.Row{"id": int64(1), "customer_id": int64(7), "amount": int64(5), "status": "ok", "created_at": t0}
-	for _, col := range []string{"customer_id", "amount", "created_at"} {
-		h := newHarness(t, []config.Feature{txFeature()})
-		row := with(good)
-		delete(row, col)
+	good := change.Row{"id": int64(1), "customer_id": int64(7), "amount": int64(5), "status": "ok", "tag": "a", "created_at": t0}
+	projected := config.Feature{Name: "tx", Table: "transactions", Entity: []string{"customer_id"}, Project: []string{"note"},
+		Where: "let s = status; s != 'declined' && len(upper(s)) > 0"}
+	for _, tc := range []struct {
+		f   config.Feature
+		col string
+	}{
+		{txFeature(), "customer_id"}, // entity
+		{txFeature(), "amount"},      // aggregated
+		{txFeature(), "created_at"},  // time
+		{txFeature(), "status"},      // in the filter
+		{projected, "note"},          // projected
+		{projected, "status"},        // in the filter, through a variable
+	} {
+		h := newHarness(t, []config.Feature{tc.f})
+		row := with(good, "note", "n")
+		delete(row, tc.col)
 		_, err := h.apply(insert(p, t0, row))
 		var se *SchemaError
-		if !errors.As(err, &se) || se.Column != col || se.Group != "tx" || !strings.Contains(err.Error(), "dropped or renamed") {
-			t.Errorf("without %s: got %v, want a *SchemaError naming it", col, err)
+		if !errors.As(err, &se) || se.Column != tc.col || se.Group != "tx" || !strings.Contains(err.Error(), "dropped or renamed") {
+			t.Errorf("without %s: got %v, want a *SchemaError naming it", tc.col, err)
 		}
 	}
-	h := newHarness(t, []config.Feature{{Name: "p", Table: "transactions", Entity: []string{"customer_id"}, Project: []string{"status"}}})
-	row := with(good)
-	delete(row, "status")
-	if _, err := h.apply(insert(p, t0, row)); err != nil {
-		t.Errorf("a missing projected column: %v", err)
+	// A column no feature reads may go; function names are not columns.
+	h := newHarness(t, []config.Feature{projected})
+	if _, err := h.apply(insert(p, t0, with(good, "note", "n", "amount", nil))); err != nil {
+		t.Errorf("a column the group does not read: %v", err)
+	}
+	row := with(good, "note", "n")
+	delete(row, "amount")
+	if _, err := h.apply(insert(pos(17, 1), t0, row)); err != nil {
+		t.Errorf("without a column the group does not read: %v", err)
 	}
 }
 
@@ -533,5 +566,124 @@ func TestCommitTimeGroupRetraction(t *testing.T) {
 	got := h.readShown("c", "7", at("20m"))
 	if want := map[string]string{"n": "i:1", "max": "i:5"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("lifetime aggregates without a time column: read %v, want %v", got, want)
+	}
+}
+
+// aggFeature is group tx on transactions, by customer_id, with aggs.
+func aggFeature(aggs []config.Aggregation) config.Feature {
+	return config.Feature{Name: "tx", Table: "transactions", Entity: []string{"customer_id"}, Time: "created_at", Aggregations: aggs}
+}
+
+// TestNonFiniteNumbers: NaN and the infinities are summed, averaged and
+// ordered as PostgreSQL does (NaN above every number; Infinity plus
+// -Infinity is NaN), and retract exactly, through a store round trip.
+func TestNonFiniteNumbers(t *testing.T) {
+	t.Parallel()
+	f := aggFeature([]config.Aggregation{
+		{Name: "sum", Function: "sum", Column: "amount"},
+		{Name: "avg", Function: "avg", Column: "amount"},
+		{Name: "min", Function: "min", Column: "amount"},
+		{Name: "max", Function: "max", Column: "amount"},
+		{Name: "distinct", Function: "distinct", Column: "amount"},
+		{Name: "sum_1h", Function: "sum", Column: "amount", Window: "1h"},
+	})
+	h := newHarness(t, []config.Feature{f})
+	rows := map[int64]change.Row{}
+	steps := []struct {
+		op     string
+		id     int64
+		amount any
+		want   map[string]string // by show
+	}{
+		{"insert", 1, dec("1.50"), map[string]string{"sum": "d:1.50", "max": "d:1.5", "distinct": "i:1"}},
+		{"insert", 2, dec("NaN"), map[string]string{"sum": "d:NaN", "avg": "d:NaN", "min": "d:1.5", "max": "d:NaN", "sum_1h": "d:NaN", "distinct": "i:2"}},
+		{"insert", 3, math.NaN(), map[string]string{"sum": "d:NaN", "distinct": "i:2"}}, // float NaN is the same NaN
+		{"insert", 4, math.Inf(1), map[string]string{"sum": "d:NaN", "distinct": "i:3"}},
+		{"delete", 2, nil, map[string]string{"sum": "d:NaN"}},
+		{"delete", 3, nil, map[string]string{"sum": "d:Infinity", "avg": "d:Infinity", "max": "f:+Inf", "min": "d:1.5"}},
+		{"insert", 5, dec("-Infinity"), map[string]string{"sum": "d:NaN", "min": "d:-Infinity"}},
+		{"delete", 4, nil, map[string]string{"sum": "d:-Infinity", "max": "d:1.5"}},
+		{"delete", 5, nil, map[string]string{"sum": "d:1.50", "avg": "d:1.5", "min": "d:1.5", "max": "d:1.5", "sum_1h": "d:1.50", "distinct": "i:1"}},
+	}
+	for i, s := range steps {
+		p := pos(uint64(i+1), 1)
+		row := change.Row{"id": s.id, "customer_id": int64(7), "amount": s.amount, "created_at": at("-1m")}
+		if s.op == "insert" {
+			rows[s.id] = row
+			h.mustApply(insert(p, t0, row))
+		} else {
+			h.mustApply(remove(p, t0, rows[s.id]))
+		}
+		got := h.readShown("tx", "7", t0)
+		for name, want := range s.want {
+			if got[name] != want {
+				t.Errorf("step %d (%s %d): %s = %s, want %s", i, s.op, s.id, name, got[name], want)
+			}
+		}
+	}
+	if st := h.state("tx", "7"); st != nil && len(st.Scales[0][0].NonFinite) != 0 {
+		t.Errorf("non-finite counts left after every non-finite row left: %v", describeState(st))
+	}
+}
+
+// TestNumberTypeChange: after ALTER COLUMN TYPE integer → numeric (or
+// double), old rows come back in the new type. Their retraction finds
+// what the old type added, and distinct counts 5 and 5.0 once.
+func TestNumberTypeChange(t *testing.T) {
+	t.Parallel()
+	f := aggFeature([]config.Aggregation{
+		{Name: "max", Function: "max", Column: "amount"},
+		{Name: "distinct", Function: "distinct", Column: "amount"},
+		{Name: "last", Function: "last", Column: "amount"},
+	})
+	h := newHarness(t, []config.Feature{f})
+	row := func(id int64, amount any, offset string) change.Row {
+		return change.Row{"id": id, "customer_id": int64(7), "amount": amount, "created_at": at(offset)}
+	}
+	h.mustApply(insert(pos(1, 1), t0, row(1, int64(9), "-3m")), insert(pos(2, 1), t0, row(2, int64(5), "-2m")))
+	// The column is numeric now; then double precision.
+	h.mustApply(insert(pos(3, 1), t0, row(3, dec("5.0"), "-1m")))
+	if got := h.readShown("tx", "7", t0); got["distinct"] != "i:2" || got["max"] != "i:9" {
+		t.Errorf("after the type change: %v, want distinct 2 and max 9", got)
+	}
+	h.mustApply(update(pos(4, 1), t0, row(1, dec("9"), "-3m"), row(1, dec("1"), "-3m")),
+		remove(pos(5, 1), t0, row(2, 5.0, "-2m")),
+		remove(pos(6, 1), t0, row(3, 5.0, "-1m")))
+	got := h.readShown("tx", "7", t0)
+	if got["distinct"] != "i:1" || got["max"] != "d:1" || got["last"] != "d:1" {
+		t.Errorf("after retracting old rows in the new type: %v, want distinct 1, max 1, last 1", got)
+	}
+	if st := h.state("tx", "7"); len(st.Scales[0][0].Values["amount"]) != 1 {
+		t.Errorf("stale values left: %v", describeState(st))
+	}
+}
+
+// TestArraysAndInfinityAggregate: arrays can be counted distinct and be
+// first/last, and infinite times order around every time.
+func TestArraysAndInfinityAggregate(t *testing.T) {
+	t.Parallel()
+	f := aggFeature([]config.Aggregation{
+		{Name: "tags", Function: "distinct", Column: "tags"},
+		{Name: "last_tags", Function: "last", Column: "tags"},
+		{Name: "min_due", Function: "min", Column: "due"},
+		{Name: "max_due", Function: "max", Column: "due"},
+	})
+	h := newHarness(t, []config.Feature{f})
+	row := func(id int64, tags []any, due any, offset string) change.Row {
+		return change.Row{"id": id, "customer_id": int64(7), "tags": tags, "due": due, "created_at": at(offset)}
+	}
+	r1 := row(1, []any{[]any{int64(1), int64(2)}, []any{int64(3), int64(4)}}, change.PosInfinity, "-3m")
+	r2 := row(2, []any{int64(1), int64(2), int64(3), int64(4)}, t0, "-2m")
+	r3 := row(3, []any{int64(1), nil}, change.NegInfinity, "-1m")
+	h.mustApply(insert(pos(1, 1), t0, r1), insert(pos(2, 1), t0, r2), insert(pos(3, 1), t0, r3))
+	got := h.read("tx", "7", t0)
+	if got["tags"] != int64(3) || !reflect.DeepEqual(got["last_tags"], []any{int64(1), nil}) ||
+		got["min_due"] != change.NegInfinity || got["max_due"] != change.PosInfinity {
+		t.Errorf("got %v", got)
+	}
+	h.mustApply(remove(pos(4, 1), t0, r1), remove(pos(5, 1), t0, r3))
+	got = h.read("tx", "7", t0)
+	if got["tags"] != int64(1) || got["min_due"] != t0 || got["max_due"] != t0 {
+		t.Errorf("after deletes: %v", got)
 	}
 }

@@ -27,6 +27,27 @@ func encodeValue(v any) (string, error) {
 		var r apd.Decimal
 		r.Reduce(x)
 		return "d:" + r.Text('f'), nil
+	case change.Infinity:
+		return "t:" + x.String(), nil
+	case []any:
+		// The tagged elements as a JSON array (null for NULL), so arrays
+		// are equal exactly when their elements are.
+		elems := make([]any, len(x))
+		for i, e := range x {
+			if e == nil {
+				continue
+			}
+			k, err := encodeValue(e)
+			if err != nil {
+				return "", fmt.Errorf("array element %d: %w", i+1, err)
+			}
+			elems[i] = k
+		}
+		b, err := json.Marshal(elems)
+		if err != nil {
+			return "", err
+		}
+		return "a:" + string(b), nil
 	case float64:
 		return "f:" + strconv.FormatFloat(x, 'g', -1, 64), nil
 	case string:
@@ -64,6 +85,9 @@ func decodeValue(s string) (any, error) {
 	case 's':
 		return body, nil
 	case 't':
+		if inf, ok := change.ParseInfinity(body); ok {
+			return inf, nil
+		}
 		secText, nsText, ok := strings.Cut(body, ".")
 		sec, err1 := strconv.ParseInt(secText, 10, 64)
 		ns, err2 := strconv.ParseInt(nsText, 10, 64)
@@ -80,15 +104,101 @@ func decodeValue(s string) (any, error) {
 		return json.RawMessage(body), nil
 	case 'v':
 		return time.ParseDuration(body)
+	case 'a':
+		var elems []*string
+		if err := json.Unmarshal([]byte(body), &elems); err != nil {
+			return nil, fmt.Errorf("stored array %q: %w", s, err)
+		}
+		out := make([]any, len(elems))
+		for i, e := range elems {
+			if e == nil {
+				continue
+			}
+			v, err := decodeValue(*e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = v
+		}
+		return out, nil
 	}
 	return nil, fmt.Errorf("stored value %q has an unknown type tag", s)
 }
 
+// numberKeys returns the keys the same number has as the other numeric
+// types: i:5, d:5 and f:5 are one value. A column whose type changes
+// (ALTER COLUMN TYPE integer → numeric) sends old rows in the new type,
+// so a retraction that finds nothing under its own key tries these, and
+// distinct counts them as one value.
+func numberKeys(v any) []string {
+	own, err := encodeValue(v)
+	if err != nil {
+		return nil
+	}
+	if _, ok := numberOrder(v); !ok {
+		return nil
+	}
+	d, ok := toDecimal(v)
+	if !ok {
+		return nil // NaN and the infinities
+	}
+	var r apd.Decimal
+	r.Reduce(d)
+	text := r.Text('f')
+	keys := []string{"d:" + text}
+	if n, err := r.Int64(); err == nil && r.Exponent >= 0 {
+		keys = append(keys, "i:"+strconv.FormatInt(n, 10))
+	}
+	if f, err := strconv.ParseFloat(text, 64); err == nil {
+		if fd, ok := toDecimal(f); ok && fd.Cmp(&r) == 0 {
+			keys = append(keys, "f:"+strconv.FormatFloat(f, 'g', -1, 64))
+		}
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if k != own {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// distinctKey is the key distinct counts a stored value under: numbers by
+// value, whatever their type; anything else by its key.
+func distinctKey(k string) string {
+	if len(k) < 2 || (k[0] != 'i' && k[0] != 'd' && k[0] != 'f') {
+		return k
+	}
+	v, err := decodeValue(k)
+	if err != nil {
+		return k
+	}
+	if d, ok := toDecimal(v); ok {
+		var r apd.Decimal
+		r.Reduce(d)
+		return "n:" + r.Text('f')
+	}
+	if i, ok := nonFiniteIndex(v); ok {
+		return "n:" + nonFiniteText(i != 0, i == 2)
+	}
+	return k
+}
+
 // compareValues orders two decoded values: numbers numerically (across
 // int, decimal and float), then by type, then within a type.
+//
+// Numbers order as PostgreSQL orders them: -Infinity, finite values,
+// Infinity, then NaN, which PostgreSQL sorts above every number (and
+// equal to itself). Dates and timestamps order between -infinity and
+// infinity.
 func compareValues(a, b any) int {
-	if da, ok := toDecimal(a); ok {
-		if db, ok := toDecimal(b); ok {
+	if na, ok := numberOrder(a); ok {
+		if nb, ok := numberOrder(b); ok {
+			if na != 0 || nb != 0 {
+				return cmpOrdered(na, nb)
+			}
+			da, _ := toDecimal(a)
+			db, _ := toDecimal(b)
 			return da.Cmp(db)
 		}
 	}
@@ -96,11 +206,16 @@ func compareValues(a, b any) int {
 	if ra != rb {
 		return ra - rb
 	}
+	if ta, ok := timeOrder(a); ok {
+		tb, _ := timeOrder(b)
+		if ta != 0 || tb != 0 {
+			return cmpOrdered(ta, tb)
+		}
+		return a.(time.Time).Compare(b.(time.Time))
+	}
 	switch x := a.(type) {
 	case string:
 		return strings.Compare(x, b.(string))
-	case time.Time:
-		return x.Compare(b.(time.Time))
 	case bool:
 		if x == b.(bool) {
 			return 0
@@ -114,8 +229,68 @@ func compareValues(a, b any) int {
 		return strings.Compare(string(x), string(b.([]byte)))
 	case json.RawMessage:
 		return strings.Compare(string(x), string(b.(json.RawMessage)))
+	case []any:
+		// Element by element, then the shorter first, like PostgreSQL
+		// arrays; NULL elements sort last.
+		y := b.([]any)
+		for i := 0; i < len(x) && i < len(y); i++ {
+			switch {
+			case x[i] == nil && y[i] == nil:
+				continue
+			case x[i] == nil:
+				return 1
+			case y[i] == nil:
+				return -1
+			}
+			if c := compareValues(x[i], y[i]); c != 0 {
+				return c
+			}
+		}
+		return cmpOrdered(int64(len(x)), int64(len(y)))
 	}
 	return 0
+}
+
+// numberOrder places a number among the non-finite ones: -2 for
+// -Infinity, 0 for a finite number, 1 for Infinity, 2 for NaN. ok is
+// false for values that are not numbers.
+func numberOrder(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int64:
+		return 0, true
+	case *apd.Decimal:
+		switch {
+		case x.Form == apd.Finite:
+			return 0, true
+		case x.Form == apd.Infinite && x.Negative:
+			return -2, true
+		case x.Form == apd.Infinite:
+			return 1, true
+		}
+		return 2, true
+	case float64:
+		switch {
+		case math.IsNaN(x):
+			return 2, true
+		case math.IsInf(x, -1):
+			return -2, true
+		case math.IsInf(x, 1):
+			return 1, true
+		}
+		return 0, true
+	}
+	return 0, false
+}
+
+// timeOrder places a time among the infinities: -1, 0 for a time, 1.
+func timeOrder(v any) (int64, bool) {
+	switch x := v.(type) {
+	case time.Time:
+		return 0, true
+	case change.Infinity:
+		return int64(x), true
+	}
+	return 0, false
 }
 
 func cmpOrdered[T int64 | time.Duration](a, b T) int {
@@ -134,7 +309,7 @@ func rank(v any) int {
 		return 0
 	case string:
 		return 1
-	case time.Time:
+	case time.Time, change.Infinity:
 		return 2
 	case bool:
 		return 3
@@ -142,8 +317,24 @@ func rank(v any) int {
 		return 4
 	case []byte:
 		return 5
+	case []any:
+		return 6
 	}
-	return 6
+	return 7
+}
+
+// nonFiniteIndex tells NaN (0), Infinity (1) and -Infinity (2) apart, for
+// Tile.NonFinite; ok is false for finite numbers and non-numbers.
+func nonFiniteIndex(v any) (int, bool) {
+	switch o, _ := numberOrder(v); o {
+	case 2:
+		return 0, true
+	case 1:
+		return 1, true
+	case -2:
+		return 2, true
+	}
+	return 0, false
 }
 
 // toDecimal converts a numeric value exactly. Floats convert through their
@@ -186,6 +377,8 @@ func entityText(v any) (string, error) {
 		return strconv.FormatBool(x), nil
 	case []byte:
 		return hex.EncodeToString(x), nil
+	case change.Infinity:
+		return x.String(), nil
 	}
 	if v == change.Unchanged {
 		return "", fmt.Errorf("is an unchanged TOAST value the source did not send")
@@ -213,6 +406,8 @@ func storable(v any) (any, error) {
 	case time.Time:
 		return x.UTC().Format(time.RFC3339Nano), nil
 	case time.Duration:
+		return x.String(), nil
+	case change.Infinity:
 		return x.String(), nil
 	case json.RawMessage:
 		return string(x), nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -21,6 +22,25 @@ var timeTypes = map[string]bool{"timestamp with time zone": true, "timestamp wit
 
 var numericTypes = map[string]bool{"smallint": true, "integer": true, "bigint": true, "numeric": true,
 	"real": true, "double precision": true}
+
+// orderedTypes are the types whose values min and max order as PostgreSQL
+// does (docs/types.md). Others arrive as text that does not sort like
+// the values (enum, inet, money, timetz, intervals with months, json) or
+// have no order (arrays, composites).
+var orderedTypes = map[string]bool{"text": true, "character varying": true, "character": true, `"char"`: true,
+	"name": true, "bytea": true, "boolean": true, "uuid": true, "date": true, "time without time zone": true,
+	"timestamp without time zone": true, "timestamp with time zone": true}
+
+// byteOrder are the collations that sort text as its UTF-8 bytes, as
+// tilefeed's min and max do.
+var byteOrder = map[string]bool{"C": true, "POSIX": true, "C.UTF-8": true, "C.utf8": true, "ucs_basic": true}
+
+// typeModifier matches a type modifier as format_type writes it:
+// numeric(30,10), character varying(20), timestamp(3) with time zone.
+var typeModifier = regexp.MustCompile(`\(\d+(,\d+)?\)`)
+
+// plainType is a type name without its modifier.
+func plainType(t string) string { return typeModifier.ReplaceAllString(t, "") }
 
 // Setup checks the feature tables against the live database (every
 // problem at once), sets replica identities asked for, and makes sure the
@@ -55,22 +75,26 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 	var problems []error
 	for _, g := range engine.Groups() {
 		schema, table, _ := strings.Cut(g.Table, ".")
-		rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), c.relreplident, c.relkind
+		// collation: what the column's text sorts by ('' for types
+		// without one), the database's for "default".
+		rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), c.relreplident, c.relkind,
+				coalesce((SELECT CASE WHEN co.collname = 'default' THEN (SELECT datcollate FROM pg_database WHERE datname = current_database())
+					ELSE coalesce(co.collcollate, co.collname) END FROM pg_collation co WHERE co.oid = a.attcollation), '')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 			WHERE n.nspname = $1 AND c.relname = $2`, schema, table)
 		if err != nil {
 			return fmt.Errorf("read columns of %s: %w", g.Table, err)
 		}
-		types := map[string]string{}
+		types, collations := map[string]string{}, map[string]string{}
 		var ident, kind string
 		for rows.Next() {
-			var name, typ string
-			if err := rows.Scan(&name, &typ, &ident, &kind); err != nil {
+			var name, typ, coll string
+			if err := rows.Scan(&name, &typ, &ident, &kind, &coll); err != nil {
 				rows.Close()
 				return err
 			}
-			types[name] = typ
+			types[name], collations[name] = typ, coll
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -85,15 +109,24 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 				problems = append(problems, fmt.Errorf("feature group %s: column %q does not exist in %s", g.Name, col, g.Table))
 			}
 		}
-		if g.TimeCol != "" && types[g.TimeCol] != "" && !timeTypes[types[g.TimeCol]] {
+		if g.TimeCol != "" && types[g.TimeCol] != "" && !timeTypes[plainType(types[g.TimeCol])] {
 			problems = append(problems, fmt.Errorf("feature group %s: time column %s.%s is %s, not a timestamp or date", g.Name, g.Table, g.TimeCol, types[g.TimeCol]))
 		}
 		for _, a := range g.Aggs {
 			typ := types[a.Column]
-			if (a.Function == "sum" || a.Function == "avg") && typ != "" && !numericTypes[baseType(typ)] {
+			plain := plainType(typ)
+			if (a.Function == "sum" || a.Function == "avg") && typ != "" && !numericTypes[plain] {
 				problems = append(problems, fmt.Errorf("feature group %s: %s(%s) needs a number, but %s.%s is %s", g.Name, a.Function, a.Column, g.Table, a.Column, typ))
 			}
-			if a.Function == "days_since_last" && typ != "" && !timeTypes[typ] {
+			if (a.Function == "min" || a.Function == "max") && typ != "" && !numericTypes[plain] && !orderedTypes[plain] {
+				problems = append(problems, fmt.Errorf("feature group %s: %s(%s) cannot order %s.%s, which is %s, as PostgreSQL does; use count, distinct, first or last on it, or a column of a number, text, bytea, boolean, uuid, date, time or timestamp type",
+					g.Name, a.Function, a.Column, g.Table, a.Column, typ))
+			}
+			if coll := collations[a.Column]; (a.Function == "min" || a.Function == "max") && !byteOrder[coll] && coll != "" {
+				problems = append(problems, fmt.Errorf(`feature group %s: %s(%s) compares text byte by byte (COLLATE "C"), but %s.%s sorts by collation %q, so PostgreSQL's %s would differ; give the column COLLATE "C", or use count, distinct, first or last on it`,
+					g.Name, a.Function, a.Column, g.Table, a.Column, coll, a.Function))
+			}
+			if a.Function == "days_since_last" && typ != "" && !timeTypes[plain] {
 				problems = append(problems, fmt.Errorf("feature group %s: days_since_last(%s) needs a timestamp or date, but it is %s", g.Name, a.Column, typ))
 			}
 		}
@@ -121,13 +154,6 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 		}
 	}
 	return errors.Join(problems...)
-}
-
-func baseType(t string) string {
-	if i := strings.IndexByte(t, '('); i >= 0 {
-		return t[:i]
-	}
-	return t
 }
 
 func quoteTable(t string) string {
