@@ -55,16 +55,16 @@ const DefaultUnavailablePlaceholder = "__debezium_unavailable_value"
 //   - io.debezium.time.Timestamp and Connect Timestamp (ms), MicroTimestamp
 //     (µs), NanoTimestamp (ns): wall-clock values with no zone → time.Time
 //     in UTC holding that wall clock, never shifted by a zone. Debezium's
-//     ±infinity sentinels become the strings "infinity" and "-infinity", as
-//     pgoutput decodes them.
+//     ±infinity sentinels become change.PosInfinity and
+//     change.NegInfinity, as pgoutput decodes them.
 //   - io.debezium.time.Time and Connect Time (ms), MicroTime (µs), NanoTime
 //     (ns): the time of day as PostgreSQL prints it ("11:12:51.219026",
 //     "24:00:00"), which is what the pgoutput decoder yields for time.
 //   - io.debezium.time.ZonedTimestamp and IsoTimestamp: ISO-8601 text with
 //     an offset (Z, ±hh:mm), 0–9 fraction digits and possibly a signed or
-//     five-digit year → the UTC instant; "infinity"/"-infinity" stay
-//     strings. IsoDate → midnight UTC. ZonedTime, IsoTime and Interval stay
-//     strings.
+//     five-digit year → the UTC instant; "infinity"/"-infinity" become
+//     change.PosInfinity/NegInfinity. IsoDate → midnight UTC. ZonedTime,
+//     IsoTime and Interval stay strings.
 //   - io.debezium.time.MicroDuration (µs; months counted as 30.4375 days by
 //     Debezium) → time.Duration; an interval beyond ±292 years is an error.
 //   - io.debezium.data.Json → json.RawMessage (checked to be JSON).

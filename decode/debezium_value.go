@@ -556,25 +556,25 @@ func wallClock(path string, v any, unit time.Duration) (any, error) {
 	case time.Millisecond:
 		switch n {
 		case infinityMicros / 1000:
-			return "infinity", nil
+			return change.PosInfinity, nil
 		case negInfinityMicros / 1000:
-			return "-infinity", nil
+			return change.NegInfinity, nil
 		}
 		return time.UnixMilli(n).UTC(), nil
 	case time.Microsecond:
 		switch n {
 		case infinityMicros:
-			return "infinity", nil
+			return change.PosInfinity, nil
 		case negInfinityMicros:
-			return "-infinity", nil
+			return change.NegInfinity, nil
 		}
 		return time.UnixMicro(n).UTC(), nil
 	}
 	switch n {
 	case math.MaxInt64:
-		return "infinity", nil
+		return change.PosInfinity, nil
 	case math.MinInt64:
-		return "-infinity", nil
+		return change.NegInfinity, nil
 	}
 	return time.Unix(0, n).UTC(), nil
 }
@@ -618,8 +618,8 @@ func timestampText(path string, v any) (any, error) {
 	if !ok {
 		return nil, fieldErr(path, show(v), "want ISO-8601 text")
 	}
-	if s == "infinity" || s == "-infinity" {
-		return s, nil
+	if inf, ok := change.ParseInfinity(s); ok {
+		return inf, nil
 	}
 	t, err := parseTimestamp(s)
 	if err != nil {
@@ -633,8 +633,8 @@ func dateText(path string, v any) (any, error) {
 	if !ok {
 		return nil, fieldErr(path, show(v), "want an ISO-8601 date")
 	}
-	if s == "infinity" || s == "-infinity" {
-		return s, nil
+	if inf, ok := change.ParseInfinity(s); ok {
+		return inf, nil
 	}
 	t, err := parseDate(s)
 	if err != nil {

@@ -111,8 +111,8 @@ func (e *Encoder) scalar(ti typeInfo, v any) (any, error) {
 		if t, ok := v.(time.Time); ok {
 			return floorDiv(t.Unix(), 86400), nil
 		}
-		if s, ok := v.(string); ok && (s == "infinity" || s == "-infinity") {
-			return nil, fmt.Errorf("%w: date %s", ErrUnrepresentable, s)
+		if inf, ok := v.(change.Infinity); ok {
+			return nil, fmt.Errorf("%w: date %s", ErrUnrepresentable, inf)
 		}
 	case kTime:
 		if s, ok := v.(string); ok {
@@ -135,10 +135,8 @@ func (e *Encoder) scalar(ti typeInfo, v any) (any, error) {
 		switch x := v.(type) {
 		case time.Time:
 			return zonedTimestamp(x, timePrecision(ti.mod)), nil
-		case string:
-			if x == "infinity" || x == "-infinity" {
-				return x, nil
-			}
+		case change.Infinity:
+			return x.String(), nil
 		}
 	case kInterval:
 		switch x := v.(type) {
@@ -294,15 +292,10 @@ func (e *Encoder) timestamp(ti typeInfo, v any) (any, error) {
 			return x.UnixMicro(), nil
 		}
 		return x.UnixMilli(), nil
-	case string:
-		var us int64
-		switch x {
-		case "infinity":
-			us = infinityMicros
-		case "-infinity":
+	case change.Infinity:
+		us := int64(infinityMicros)
+		if x < 0 {
 			us = negInfinityMicros
-		default:
-			return nil, want(ti, v)
 		}
 		if unit == nameMicroTimestamp {
 			return us, nil
