@@ -1101,9 +1101,13 @@ func TestReference(t *testing.T) {
 	if !strings.HasPrefix(ref, "| property | default | description |\n|---|---|---|\n") {
 		t.Errorf("Reference does not start with the table header:\n%s", ref)
 	}
-	rows := strings.Count(ref, "\n") - 2
+	table, rest, _ := strings.Cut(ref, "\n\n## Other properties")
+	rows := strings.Count(table, "\n") - 1
 	if rows != len(config.Properties) {
 		t.Errorf("Reference has %d rows, want %d", rows, len(config.Properties))
+	}
+	if !strings.Contains(rest, "`tombstones.on.delete`") || !strings.Contains(rest, "`transforms.*`") {
+		t.Errorf("Reference does not list the properties without effect:\n%s", rest)
 	}
 	seen := map[string]bool{}
 	for _, p := range config.Properties {
@@ -1135,4 +1139,28 @@ func debeziumMark(p config.Property) string {
 		return " (Debezium)"
 	}
 	return ""
+}
+
+// TestExamplesParse: every connector file in examples/ loads without an
+// error or a warning (secrets come from a fake environment).
+func TestExamplesParse(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../examples/*.json")
+	if err != nil || len(files) < 4 {
+		t.Fatalf("examples: %v %v", files, err)
+	}
+	for _, f := range files {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := config.Parse(raw, func(string) string { return "x:3000" })
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if len(c.Warnings) > 0 {
+			t.Errorf("%s: warnings %v", f, c.Warnings)
+		}
+	}
 }

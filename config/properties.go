@@ -427,5 +427,17 @@ func Reference() string {
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s |\n", name, def, p.Doc)
 	}
+	b.WriteString("\n## Other properties\n\n")
+	b.WriteString("With `tilefeed.source=postgres`, the Debezium-path properties above (" + list(debeziumPathOnly) + ") are accepted with a warning that they have no effect.\n\n")
+	b.WriteString("These Debezium and Kafka Connect properties are accepted with a warning that they have no effect: they shape Kafka topics, envelopes or connector internals that tilefeed does not produce or need (on the Debezium path the envelopes tell tilefeed what it needs, whatever these were set to): " + list(debeziumIgnored) + ", and every `transforms.*`, `database.*` and `snapshot.*` property not listed above.\n\n")
+	b.WriteString("Any other property is reported as unknown, with a warning; none stops tilefeed.\n")
 	return b.String()
+}
+
+func list(m map[string]bool) string {
+	names := sortedKeys(m)
+	for i, n := range names {
+		names[i] = "`" + n + "`"
+	}
+	return strings.Join(names, ", ")
 }
