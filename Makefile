@@ -19,7 +19,7 @@ test: deps
 # for a 1M-change backlog, commit→durable p50/p99 at a steady rate, rows/s
 # of an initial snapshot of 1M rows).
 bench: deps
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./decode/ ./transform/ ./integration/
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 60m ./decode/ ./transform/ ./connector/debezium/ ./integration/
 
 lint:
 	$(GO) vet $(PKGS)

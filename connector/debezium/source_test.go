@@ -134,7 +134,7 @@ func (o *orders) truth() map[string][2]string {
 	return out
 }
 
-func ordersEngine(t *testing.T) (*transform.Engine, *decode.Debezium) {
+func ordersEngine(t testing.TB) (*transform.Engine, *decode.Debezium) {
 	t.Helper()
 	e, err := transform.Compile([]config.Feature{{Name: "cust", Table: "public.orders", Entity: []string{"customer_id"}, Time: "created_at",
 		Aggregations: []config.Aggregation{{Name: "n", Function: "count"}, {Name: "total", Function: "sum", Column: "amount"}}}})
@@ -174,7 +174,7 @@ func features(t *testing.T, st *embedded.Store, e *transform.Engine, customers i
 	return out
 }
 
-func openOrdersStore(t *testing.T) *embedded.Store {
+func openOrdersStore(t testing.TB) *embedded.Store {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{})
 	if err != nil {
@@ -184,13 +184,13 @@ func openOrdersStore(t *testing.T) *embedded.Store {
 	return st
 }
 
-func newRuntime(t *testing.T, src connector.Source, st connector.Store, e *transform.Engine, opts connector.Options) *connector.Runtime {
+func newRuntime(t testing.TB, src connector.Source, st connector.Store, e *transform.Engine, opts connector.Options) *connector.Runtime {
 	t.Helper()
 	opts.IdleCheckpoint = time.Nanosecond
 	return connector.New("dbz", src, st, e, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()), opts)
 }
 
-func writeLines(t *testing.T, lines []string) string {
+func writeLines(t testing.TB, lines []string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "events.ndjson")
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
