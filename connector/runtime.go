@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -136,6 +137,9 @@ type Status struct {
 	LastError    string                 `json:"last_error,omitempty"`
 	Groups       map[string]GroupStatus `json:"groups"`
 	ChangesTotal int64                  `json:"changes_applied"`
+	// Offsets are where each stream of a multi-stream source resumes (a
+	// Kafka partition's next offset), as durable.
+	Offsets map[string]int64 `json:"stream_offsets,omitempty"`
 	DeadLetters  int64                  `json:"dead_letters"`
 }
 
@@ -177,6 +181,7 @@ func (r *Runtime) Status() Status {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.status
+	s.Offsets = maps.Clone(r.status.Offsets)
 	s.Groups = make(map[string]GroupStatus, len(r.status.Groups))
 	for k, v := range r.status.Groups {
 		s.Groups[k] = v
@@ -682,9 +687,17 @@ func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
 	r.lastCkp = time.Now()
 	// The status shows the checkpoint before the source is told of it, so a
 	// reader of the status never sees the slot ahead of it.
+	var offsets map[string]int64
+	if len(cp.Streams) > 0 {
+		offsets = make(map[string]int64, len(cp.Streams))
+		for k, v := range cp.Streams {
+			offsets[k] = v.Offset
+		}
+	}
 	r.setStatus(func(s *Status) {
 		s.Durable, s.ResumeLSN, s.LastDurable = cp.Pos.String(), change.FormatLSN(cp.Resume), cp.Written
 		s.ChangesTotal = cp.Changes
+		s.Offsets = offsets
 	})
 }
 
