@@ -117,7 +117,7 @@ func TestDeadLetters(t *testing.T) {
 	c := loadConnector(t, []byte(all))
 	r := startRuntime(t, c)
 	rows := []string{
-		`(1, 10.5, now())`, `(NULL, 1, now())`, `(1, 'NaN', now())`, `(2, 3, NULL)`, `(2, 4.25, now())`,
+		`(1, 10.5, now())`, `(NULL, 1, now())`, `(1, 2, 'infinity')`, `(2, 3, NULL)`, `(2, 4.25, now())`,
 	}
 	for _, row := range rows {
 		if _, err := conn.Exec(ctx, "INSERT INTO readings (k, v, at) VALUES "+row); err != nil {
@@ -140,7 +140,7 @@ func TestDeadLetters(t *testing.T) {
 	}
 	r.stop(t)
 	reasons := deadLetterReasons(t, c.Sink.EmbeddedPath, c.Runtime.DeadLetterSet)
-	for _, want := range []string{"entity key is NULL", "not a finite number", "event time is NULL"} {
+	for _, want := range []string{"entity key is NULL", "event time is infinity", "event time is NULL"} {
 		if !strings.Contains(strings.Join(reasons, "\n"), want) {
 			t.Errorf("dead letters lack %q: %v", want, reasons)
 		}
@@ -162,13 +162,13 @@ func TestDeadLetters(t *testing.T) {
 	raw2 := strings.ReplaceAll(raw, db, db2)
 	c2 := loadConnector(t, []byte(raw2))
 	r2 := startRuntime(t, c2)
-	if _, err := conn2.Exec(ctx, "INSERT INTO readings (k, v, at) VALUES (7, 'NaN', now())"); err != nil {
+	if _, err := conn2.Exec(ctx, "INSERT INTO readings (k, v, at) VALUES (7, 1, '-infinity')"); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case err := <-r2.done:
 		if !errors.Is(err, connector.ErrFatal) || !strings.Contains(err.Error(), "public.readings") ||
-			!strings.Contains(err.Error(), "column v value NaN") {
+			!strings.Contains(err.Error(), "column at event time is -infinity") {
 			t.Errorf("want a fatal error naming table, column and value, got %v", err)
 		}
 	case <-time.After(30 * time.Second):
