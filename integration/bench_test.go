@@ -268,7 +268,8 @@ func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) co
 	if err != nil {
 		b.Fatal(err)
 	}
-	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, m)
+	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
+		Store: store, Connector: c.Name}, log, m)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		b.Fatal(err)
 	}

@@ -92,6 +92,7 @@ func TestSnapshotWindowBackfill(t *testing.T) {
 	c := loadConnector(t, []byte(raw))
 	r := startRuntime(t, c)
 	defer r.stop(t)
+	waitSnapshot(t, r)
 	waitSync(t, conn, r.read, 1)
 	// Read changes: the visits within 7 days (+ a tile, + a day of margin)
 	// and the rows of the other, empty tables; not 1,000.
@@ -111,4 +112,17 @@ func TestSnapshotWindowBackfill(t *testing.T) {
 			t.Errorf("visits %d: n_7d %v (%v), SQL %d", k, got["n_7d"], err, want)
 		}
 	}
+}
+
+// waitSnapshot waits until the snapshot's end is durable (the checkpoint
+// has a resume position): a sentinel inserted before the slot exists is
+// read by the snapshot, maybe before the other tables.
+func waitSnapshot(t *testing.T, r *runtime) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if st := r.rt.Status(); st.ResumeLSN != "" && st.ResumeLSN != "0/0" {
+			return
+		}
+	}
+	t.Fatalf("the snapshot did not complete within 3 minutes: %+v", r.rt.Status())
 }

@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -108,16 +109,13 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := connector.NewMetrics(reg)
 
-	cp, _, found, err := connector.LoadCheckpoint(ctx, st, c.Name)
+	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
 	if err != nil {
 		return err
 	}
-	if found && cp.Resume == 0 && !cp.Pos.IsZero() {
-		return fmt.Errorf("%w: the initial snapshot of connector %q was interrupted (rows up to %s are in the store, the rest are not). Start it again from nothing: drop the slot (SELECT pg_drop_replication_slot('%s')), remove the connector's records and checkpoint (the embedded file %s, or the groups' sets and the _tilefeed record %q in Aerospike), and restart",
-			connector.ErrFatal, c.Name, cp.Pos, c.Postgres.SlotName, c.Sink.EmbeddedPath, c.Name)
-	}
 	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
-		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") }}, log, metrics)
+		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") },
+		Store: st, Connector: c.Name, Progress: terminal(os.Stderr)}, log, metrics)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		return err
 	}
@@ -158,7 +156,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	<-srvDone
-	if errors.Is(runErr, context.Canceled) {
+	if errors.Is(runErr, context.Canceled) || errors.Is(runErr, postgres.ErrSnapshotDone) {
 		return nil
 	}
 	return runErr
@@ -176,4 +174,13 @@ func deadLetterSet(c *config.Connector) string {
 func statusInterval() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("TILEFEED_STATUS_INTERVAL"))
 	return d
+}
+
+// terminal returns f when it is a terminal (the snapshot draws a progress
+// bar on it), else nil.
+func terminal(f *os.File) io.Writer {
+	if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return f
+	}
+	return nil
 }
