@@ -191,7 +191,7 @@ var debeziumIgnored = map[string]bool{
 	"slot.retry.delay.ms": true, "status.update.interval.ms": true, "max.batch.size": true,
 	"max.queue.size": true, "max.queue.size.in.bytes": true, "poll.interval.ms": true,
 	"provide.transaction.metadata": true,
-	"snapshot.lock.timeout.ms": true, "snapshot.select.statement.overrides": true,
+	"snapshot.lock.timeout.ms":     true, "snapshot.select.statement.overrides": true,
 	"event.processing.failure.handling.mode": true, "schema.name.adjustment.mode": true,
 	"field.name.adjustment.mode": true, "money.fraction.digits": true, "errors.max.retries": true,
 	"database.initial.statements": true, "database.tcpKeepAlive": true, "skipped.operations": true,

@@ -424,7 +424,8 @@ func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tablePr
 	var pages, blocks int64
 	if err := tx.QueryRow(ctx, `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, COALESCE(sum(c.relpages), 0)::int8,
 			COALESCE(max(pg_relation_size(c.oid) / current_setting('block_size')::int8), 0)::int8
-		FROM pg_partition_tree($1::regclass) p JOIN pg_class c ON c.oid = p.relid WHERE p.isleaf`, table).Scan(&tuples, &pages, &blocks); err != nil {
+		FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
+		JOIN pg_class c ON c.oid = p.relid`, table).Scan(&tuples, &pages, &blocks); err != nil {
 		return nil, err
 	}
 	t.Estimate = int64(tuples)
@@ -496,11 +497,17 @@ func (sn *snapshot) readAll(ctx context.Context, workers []*snapWorker) error {
 		t *tableProgress
 		s *segment
 	}
+	// Segment i of every table before segment i+1 of any: the threads
+	// start on different tables.
 	var jobs []job
-	for _, t := range sn.prog.Tables {
-		for _, s := range t.Segments {
-			if !s.Done {
-				jobs = append(jobs, job{t, s})
+	for i, more := 0, true; more; i++ {
+		more = false
+		for _, t := range sn.prog.Tables {
+			if i < len(t.Segments) {
+				more = true
+				if !t.Segments[i].Done {
+					jobs = append(jobs, job{t, t.Segments[i]})
+				}
 			}
 		}
 	}
