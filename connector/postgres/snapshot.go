@@ -105,7 +105,7 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 				return err
 			}
 			defer tmp.Close(context.WithoutCancel(ctx))
-			res, err := pglogrepl.CreateReplicationSlot(ctx, tmp, st.cfg.SlotName+"_snap", "pgoutput",
+			res, err := pglogrepl.CreateReplicationSlot(ctx, tmp, tempSlotName(st.cfg.SlotName), "pgoutput",
 				pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, Temporary: true, SnapshotAction: "EXPORT_SNAPSHOT"})
 			if err != nil {
 				return fmt.Errorf("create a temporary replication slot to resume the snapshot: %w", err)
@@ -806,4 +806,10 @@ func drawBar(w io.Writer, done, total int64, rate int) {
 	n := int(frac * width)
 	fmt.Fprintf(w, "\rsnapshot [%s%s] %3.0f%%  %d/%d rows  %d rows/s ", strings.Repeat("#", n), strings.Repeat(" ", width-n),
 		frac*100, done, total, rate)
+}
+
+// tempSlotName names the temporary slot of a resumed snapshot (slot names
+// have at most 63 characters).
+func tempSlotName(slot string) string {
+	return slot[:min(len(slot), 58)] + "_snap"
 }

@@ -234,6 +234,9 @@ func (st *stream) run(ctx context.Context) error {
 		}
 	}
 	if st.stopAt != 0 && st.acked.Load() >= st.stopAt {
+		if err := st.filterDone(ctx); err != nil {
+			return err
+		}
 		return errStopAfterSnapshot
 	}
 	if err := st.checkSlot(ctx, conn); err != nil {
