@@ -46,7 +46,9 @@ type Postgres struct {
 	TableExclude          []*regexp.Regexp
 	ColumnInclude         []*regexp.Regexp
 	ColumnExclude         []*regexp.Regexp
-	SnapshotMode          string // snapshot.mode
+	SnapshotMode          string // snapshot.mode: initial, initial_only, no_data, always, when_needed
+	SnapshotFetch         int    // snapshot.fetch.size: rows per snapshot chunk
+	SnapshotThreads       int    // snapshot.max.threads
 	// HeartbeatInterval is how often progress on an idle stream is made
 	// durable and acknowledged (heartbeat.interval.ms; 0 in Debezium turns
 	// heartbeats off, here it means the default of 10s).

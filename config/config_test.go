@@ -251,7 +251,7 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 	want := config.Postgres{
 		Host: "db.internal", Port: config.DefaultPort, User: "tilefeed", DBName: "shop",
 		SSLMode: "prefer", TopicPrefix: "payments", SlotName: "debezium", PublicationName: "dbz_publication",
-		PublicationAutocreate: "all_tables", SnapshotMode: "no_data", HeartbeatInterval: 10 * time.Second,
+		PublicationAutocreate: "all_tables", SnapshotMode: "no_data", SnapshotFetch: 10240, SnapshotThreads: 1, HeartbeatInterval: 10 * time.Second,
 		ReplicaIdentityAutoset: map[string]string{},
 	}
 	if !reflect.DeepEqual(c.Postgres, want) {
@@ -391,10 +391,10 @@ func TestParseErrors(t *testing.T) {
 			p["connector.class"] = "io.debezium.connector.mysql.MySqlConnector"
 			return f
 		}, path: "config.connector.class", fragments: []string{"MySqlConnector", "PostgreSQL only"}},
-		{name: "snapshot initial_only", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "initial_only"; return f },
-			path: "config.snapshot.mode", fragments: []string{`"initial_only" is not supported yet`}},
-		{name: "snapshot when_needed", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "when_needed"; return f },
-			path: "config.snapshot.mode", fragments: []string{`"when_needed" is not supported yet`}},
+		{name: "snapshot custom", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "custom"; return f },
+			path: "config.snapshot.mode", fragments: []string{`"custom" is not supported`}},
+		{name: "snapshot threads", edit: func(p map[string]any, f []any) []any { p["snapshot.max.threads"] = 0; return f },
+			path: "config.snapshot.max.threads", fragments: []string{"0"}},
 		{name: "snapshot bogus", edit: func(p map[string]any, f []any) []any { p["snapshot.mode"] = "sometimes"; return f },
 			path: "config.snapshot.mode", fragments: []string{`"sometimes" is not a snapshot mode`}},
 		{name: "autocreate enum", edit: func(p map[string]any, f []any) []any { p["publication.autocreate.mode"] = "some"; return f },
@@ -635,7 +635,8 @@ func TestParseDebeziumSources(t *testing.T) {
 
 func TestParseSnapshotModesAccepted(t *testing.T) {
 	t.Parallel()
-	for mode, want := range map[string]string{"no_data": "no_data", "never": "no_data", "initial": "initial", "": "initial"} {
+	for mode, want := range map[string]string{"no_data": "no_data", "never": "no_data", "initial": "initial", "": "initial",
+		"initial_only": "initial_only", "always": "always", "when_needed": "when_needed"} {
 		props := baseProps()
 		props["snapshot.mode"] = mode
 		if mode == "" {

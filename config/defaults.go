@@ -12,6 +12,7 @@ const (
 	DefaultPublicationAutocreate = "all_tables"
 	DefaultPluginName            = "decoderbufs" // Debezium's default; tilefeed needs pgoutput
 	DefaultSnapshotMode          = "initial"     // Debezium's default
+	DefaultSnapshotFetch         = 10240         // Debezium's snapshot.fetch.size default
 
 	DefaultNamespace        = "test"
 	DefaultEmbeddedDir      = "data"

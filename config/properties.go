@@ -84,20 +84,24 @@ var Properties = []Property{
 		set: func(c *Connector, v string) (err error) { c.Postgres.ColumnInclude, err = regexList(v); return }},
 	{Name: "column.exclude.list", Debezium: true, Doc: "Comma-separated anchored regexes of `schema.table.column` dropped from row images.",
 		set: func(c *Connector, v string) (err error) { c.Postgres.ColumnExclude, err = regexList(v); return }},
-	{Name: "snapshot.mode", Default: DefaultSnapshotMode, Debezium: true, Doc: "`initial` (Debezium's default): on the first start (no checkpoint), create the slot with an exported snapshot, read the feature tables as of its consistent point, then stream from exactly there. `no_data` (alias `never`): stream changes from the slot's position only. `initial_only`, `always` and `when_needed` are not supported yet.",
+	{Name: "snapshot.mode", Default: DefaultSnapshotMode, Debezium: true, Doc: "`initial` (Debezium's default): on the first start (no checkpoint), create the slot with an exported snapshot, read the feature tables as of its consistent point, then stream from exactly there; an interrupted snapshot resumes where it stopped. `initial_only`: the same snapshot, then stop (exit 0) once it is durable, and drop the slot. `no_data` (alias `never`): stream changes from the slot's position only. `always`: on every start, drop the slot, empty the feature groups' sets and take a new snapshot (features rebuilt from scratch, so nothing is counted twice). `when_needed`: snapshot on the first start, and rebuild like `always` when the slot is missing, invalidated or already past the checkpoint, instead of stopping. See README, Snapshots.",
 		set: func(c *Connector, v string) error {
 			switch v {
 			case "no_data", "never":
 				c.Postgres.SnapshotMode = "no_data"
 				return nil
-			case "initial":
-				c.Postgres.SnapshotMode = "initial"
+			case "initial", "initial_only", "always", "when_needed":
+				c.Postgres.SnapshotMode = v
 				return nil
-			case "initial_only", "always", "when_needed", "configuration_based", "custom":
-				return fmt.Errorf("%q is not supported yet: use initial or no_data", v)
+			case "configuration_based", "custom":
+				return fmt.Errorf("%q is not supported: use initial, initial_only, no_data, always or when_needed", v)
 			}
 			return fmt.Errorf("%q is not a snapshot mode", v)
 		}},
+	{Name: "snapshot.fetch.size", Default: strconv.Itoa(DefaultSnapshotFetch), Debezium: true, Doc: "Rows per snapshot chunk: a table with a primary key of integers, uuid, date or timestamps is read in key order, this many rows per query; other tables in ranges of heap blocks holding about this many rows. Chunks are the unit of progress: a restart never reads a finished chunk again. Memory holds at most `snapshot.max.threads` chunks.",
+		set: func(c *Connector, v string) error { return setInt(&c.Postgres.SnapshotFetch, v, 1, 1<<20) }},
+	{Name: "snapshot.max.threads", Default: "1", Debezium: true, Doc: "Connections that read snapshot chunks in parallel (different tables, or key ranges of one table with an integer key), all in the same exported snapshot.",
+		set: func(c *Connector, v string) error { return setInt(&c.Postgres.SnapshotThreads, v, 1, 64) }},
 	{Name: "heartbeat.interval.ms", Default: "0", Debezium: true, Doc: "How often progress on an idle stream is made durable and acknowledged to the slot, so WAL does not pile up. 0 means every 10 s.",
 		set: func(c *Connector, v string) error {
 			var ms int
@@ -263,8 +267,8 @@ var debeziumIgnored = map[string]bool{
 	"slot.drop.on.stop": true, "slot.stream.params": true, "slot.max.retries": true,
 	"slot.retry.delay.ms": true, "status.update.interval.ms": true, "max.batch.size": true,
 	"max.queue.size": true, "max.queue.size.in.bytes": true, "poll.interval.ms": true,
-	"provide.transaction.metadata": true, "snapshot.fetch.size": true,
-	"snapshot.lock.timeout.ms": true, "snapshot.select.statement.overrides": true,
+	"provide.transaction.metadata": true,
+	"snapshot.lock.timeout.ms":     true, "snapshot.select.statement.overrides": true,
 	"event.processing.failure.handling.mode": true, "schema.name.adjustment.mode": true,
 	"field.name.adjustment.mode": true, "money.fraction.digits": true, "errors.max.retries": true,
 	"database.initial.statements": true, "database.tcpKeepAlive": true, "skipped.operations": true,

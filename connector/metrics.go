@@ -21,6 +21,13 @@ type Metrics struct {
 	CacheEntities   prometheus.Gauge
 	DeadLetters     prometheus.Counter
 	SnapshotRows    *prometheus.CounterVec
+	// SnapshotDone and SnapshotEstimated are the snapshot's progress per
+	// table; SnapshotChunks counts chunks by origin: "read" from the
+	// database, "replayed" from the sink's write-ahead staging after a
+	// restart.
+	SnapshotDone      *prometheus.GaugeVec
+	SnapshotEstimated *prometheus.GaugeVec
+	SnapshotChunks    *prometheus.CounterVec
 }
 
 // NewMetrics creates the catalog and registers it on reg.
@@ -56,10 +63,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Entity records held decoded in memory."}),
 		SnapshotRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_snapshot_rows_total",
 			Help: "Rows read by the initial snapshot, by table."}, []string{"table"}),
+		SnapshotDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_snapshot_rows_done",
+			Help: "Rows of the snapshot handed to the runtime so far (across restarts), by table."}, []string{"table"}),
+		SnapshotEstimated: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_snapshot_rows_estimated",
+			Help: "Rows the snapshot expects to read (pg_class.reltuples when it started), by table."}, []string{"table"}),
+		SnapshotChunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_snapshot_chunks_total",
+			Help: "Snapshot chunks by origin: read (from the database) or replayed (from the sink's write-ahead staging after a restart)."}, []string{"origin"}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_dead_letters_total",
 			Help: "Changes a feature group could not use, written to the dead-letter set (errors.tolerance=all)."}),
 	}
-	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
+	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.SnapshotDone, m.SnapshotEstimated, m.SnapshotChunks, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
 		m.SlotLagBytes, m.SourceConnected, m.CacheEntities)
 	return m

@@ -268,7 +268,8 @@ func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) co
 	if err != nil {
 		b.Fatal(err)
 	}
-	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, m)
+	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
+		Store: store, Connector: c.Name}, log, m)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		b.Fatal(err)
 	}
@@ -637,8 +638,16 @@ func slotCPU(b *testing.B, conn *pgx.Conn, slot string) time.Duration {
 // BenchmarkSnapshot measures the initial snapshot (snapshot.mode=initial)
 // of 1,000,000 existing rows into the embedded store, end to end: from the
 // start until the sentinel inserted right after is readable, which needs
-// the snapshot applied and the stream caught up.
+// the snapshot applied and the stream caught up. It runs with
+// snapshot.max.threads 1 and 2 (chunks of snapshot.fetch.size 10240 rows,
+// written ahead to the store).
 func BenchmarkSnapshot(b *testing.B) {
+	for _, threads := range []int{1, 2} {
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) { benchSnapshot(b, threads) })
+	}
+}
+
+func benchSnapshot(b *testing.B, threads int) {
 	const rows = 1_000_000
 	var elapsed time.Duration
 	for i := 0; i < b.N; i++ {
@@ -650,8 +659,13 @@ func BenchmarkSnapshot(b *testing.B) {
 			FROM generate_series(1, $1) g`, rows); err != nil {
 			b.Fatal(err)
 		}
+		if _, err := conn.Exec(context.Background(), "ANALYZE transactions"); err != nil {
+			b.Fatal(err)
+		}
 		c := benchConnector(b, db)
 		c.Postgres.SnapshotMode = "initial"
+		c.Postgres.SnapshotThreads = threads
+		c.Postgres.SnapshotFetch = 10240
 		b.StartTimer()
 		start := time.Now()
 		r := startBench(b, c, nil)

@@ -162,13 +162,14 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 		t.Fatal(err)
 	}
 	st := openStore(t, c)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: logLevel()}))
 	m := connector.NewMetrics(prometheus.NewRegistry())
 	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := postgres.New(c.Postgres, postgres.Options{StatusInterval: 100 * time.Millisecond, HeartbeatInterval: c.Postgres.HeartbeatInterval}, log, m)
+	src := postgres.New(c.Postgres, postgres.Options{StatusInterval: 100 * time.Millisecond, HeartbeatInterval: c.Postgres.HeartbeatInterval,
+		Store: st, Connector: c.Name}, log, m)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		t.Fatal(err)
 	}
@@ -321,4 +322,12 @@ func deadLetterSet(c *config.Connector) string {
 		return c.Runtime.DeadLetterSet
 	}
 	return ""
+}
+
+// logLevel is WARN, or INFO with TILEFEED_TEST_LOG=info.
+func logLevel() slog.Level {
+	if os.Getenv("TILEFEED_TEST_LOG") == "info" {
+		return slog.LevelInfo
+	}
+	return slog.LevelWarn
 }

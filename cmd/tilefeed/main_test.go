@@ -40,7 +40,7 @@ func TestValidate(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "1 feature groups, OK") || !strings.Contains(out, "tombstones.on.delete") {
 		t.Errorf("valid file: exit %d, out %q, err %q", code, out, errs)
 	}
-	bad := `{"name": "x", "config": {"database.port": "99999", "snapshot.mode": "always"},
+	bad := `{"name": "x", "config": {"database.port": "99999", "snapshot.mode": "custom"},
 		"features": [{"name": "g", "table": "t", "entity": ["id"], "aggregations": [{"name": "a", "function": "median", "window": "3x"}]}]}`
 	code, _, errs = runCLI("validate", "-c", writeFile(t, bad))
 	if code != 1 {

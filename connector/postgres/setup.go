@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -68,6 +69,7 @@ func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uin
 	}
 	s.tables = engine.Tables()
 	s.engine = engine
+	s.snapshotPending, s.snapProg, s.filterProg, s.finished = false, nil, nil, false
 	return s.ensureSlot(ctx, conn, resume)
 }
 
@@ -263,43 +265,122 @@ func (s *Source) ensureSlot(ctx context.Context, conn *pgx.Conn, resume uint64) 
 	var confirmed *string
 	err := conn.QueryRow(ctx, `SELECT plugin, database, wal_status, confirmed_flush_lsn::text
 		FROM pg_replication_slots WHERE slot_name = $1`, name).Scan(&plugin, &database, &walStatus, &confirmed)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		if resume != 0 {
-			return fmt.Errorf("%w: slot %q does not exist, but the sink holds a checkpoint at %s. The slot was dropped, so the changes since are gone for tilefeed and its features cannot be exact. Start afresh: remove the connector's records and checkpoint from the sink (or use a new connector name) and restart",
-				ErrSlotLost, name, change.FormatLSN(resume))
+	exists := err == nil
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("read replication slot %q: %w", name, err)
+	}
+	if exists && plugin != "pgoutput" {
+		return fmt.Errorf("replication slot %q uses plugin %q: tilefeed needs a pgoutput slot; pick another slot.name", name, plugin)
+	}
+	if exists && database != s.cfg.DBName {
+		return fmt.Errorf("replication slot %q belongs to database %q, not %q", name, database, s.cfg.DBName)
+	}
+	mode := s.cfg.SnapshotMode
+	var prog *progress
+	if s.opts.Store != nil && mode != "no_data" {
+		if prog, err = loadProgress(ctx, s.opts.Store, s.opts.Connector); err != nil {
+			return err
 		}
-		if s.cfg.SnapshotMode == "initial" {
+	}
+	// A snapshot is under way while the checkpoint does not cover its end.
+	inSnapshot := prog != nil && resume < prog.Slot
+
+	// What makes the slot unable to continue the sink's features.
+	var lost error
+	switch {
+	case !exists && (resume != 0 || prog != nil):
+		at := change.FormatLSN(resume)
+		if resume == 0 {
+			at = "an unfinished snapshot"
+		}
+		lost = fmt.Errorf("%w: slot %q does not exist, but the sink holds a checkpoint at %s. The slot was dropped, so the changes since are gone for tilefeed and its features cannot be exact. Start afresh: remove the connector's records and checkpoint from the sink (or use a new connector name), or set snapshot.mode=when_needed to rebuild them, and restart",
+			ErrSlotLost, name, at)
+	case walStatus != nil && *walStatus == "lost":
+		lost = fmt.Errorf("%w: slot %q was invalidated (wal_status lost: its WAL was removed, see max_slot_wal_keep_size). Drop it, remove the connector's records and checkpoint from the sink, and restart (or set snapshot.mode=when_needed to rebuild)", ErrSlotLost, name)
+	case confirmed != nil && resume != 0:
+		if lsn, err := parseLSN(*confirmed); err == nil && lsn > resume {
+			lost = fmt.Errorf("%w: slot %q was acknowledged up to %s, past the sink's checkpoint %s: another consumer read it, and the changes between are gone for tilefeed. Use a slot of tilefeed's own and start afresh (or set snapshot.mode=when_needed to rebuild)",
+				ErrSlotLost, name, *confirmed, change.FormatLSN(resume))
+		}
+	}
+
+	switch mode {
+	case "always":
+		return s.rebuild(ctx, conn, exists, "snapshot.mode=always")
+	case "when_needed":
+		switch {
+		case lost != nil:
+			s.log.Warn("snapshot.mode=when_needed: the slot cannot continue the features; rebuilding them", "reason", lost)
+			return s.rebuild(ctx, conn, exists, "the slot cannot serve the checkpoint")
+		case exists && resume == 0 && !inSnapshot:
+			return s.rebuild(ctx, conn, exists, "the slot exists but the sink has no checkpoint")
+		case !exists:
+			s.snapshotPending = true
+			return nil
+		}
+	case "initial", "initial_only":
+		switch {
+		case mode == "initial_only" && !exists && resume != 0 && prog == nil:
+			s.finished = true // taken before, and the slot dropped after it
+			s.log.Info("snapshot.mode=initial_only: the snapshot was taken already; nothing to do", "checkpoint", change.FormatLSN(resume))
+			return nil
+		case lost != nil:
+			return lost
+		case !exists:
 			// Created by Stream with an exported snapshot, which only lives
 			// as long as the connection that created the slot.
 			s.snapshotPending = true
 			return nil
+		case resume == 0 && !inSnapshot:
+			return fmt.Errorf("replication slot %q exists but the sink has no checkpoint for this connector, so snapshot.mode=%s cannot take a snapshot consistent with it: drop the slot (SELECT pg_drop_replication_slot('%s')) to start with a snapshot, set snapshot.mode=when_needed to rebuild, or set snapshot.mode=no_data to stream from the slot's position", name, mode, name)
 		}
-		return s.createSlot(ctx)
-	case err != nil:
-		return fmt.Errorf("read replication slot %q: %w", name, err)
+	default: // no_data
+		switch {
+		case lost != nil:
+			return lost
+		case !exists:
+			return s.createSlot(ctx)
+		case resume == 0:
+			s.log.Warn("the slot exists but the sink has no checkpoint: streaming from the slot's position; changes before it are not in the features", "slot", name, "confirmed_flush_lsn", deref(confirmed))
+		}
+		return nil
 	}
-	if plugin != "pgoutput" {
-		return fmt.Errorf("replication slot %q uses plugin %q: tilefeed needs a pgoutput slot; pick another slot.name", name, plugin)
+	switch {
+	case inSnapshot:
+		s.snapshotPending, s.snapProg = true, prog
+	case prog != nil && resume < prog.maxPoint():
+		s.filterProg = prog
 	}
-	if database != s.cfg.DBName {
-		return fmt.Errorf("replication slot %q belongs to database %q, not %q", name, database, s.cfg.DBName)
+	return nil
+}
+
+// rebuild makes the connector start from nothing: the slot dropped, the
+// feature groups' sets emptied, the checkpoint reset, then a fresh
+// snapshot. Nothing the sink held can be counted twice.
+func (s *Source) rebuild(ctx context.Context, conn *pgx.Conn, slotExists bool, why string) error {
+	store := s.opts.Store
+	tr, ok := store.(interface {
+		Truncate(ctx context.Context, set string) error
+	})
+	if !ok {
+		return fmt.Errorf("snapshot.mode=%s must rebuild the features (%s), but the sink store cannot empty a set", s.cfg.SnapshotMode, why)
 	}
-	if walStatus != nil && *walStatus == "lost" {
-		return fmt.Errorf("%w: slot %q was invalidated (wal_status lost: its WAL was removed, see max_slot_wal_keep_size). Drop it, remove the connector's records and checkpoint from the sink, and restart", ErrSlotLost, name)
-	}
-	if confirmed != nil && resume != 0 {
-		if lsn, err := parseLSN(*confirmed); err == nil && lsn > resume {
-			return fmt.Errorf("%w: slot %q was acknowledged up to %s, past the sink's checkpoint %s: another consumer read it, and the changes between are gone for tilefeed. Use a slot of tilefeed's own and start afresh",
-				ErrSlotLost, name, *confirmed, change.FormatLSN(resume))
+	if slotExists {
+		if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", s.cfg.SlotName); err != nil {
+			return fmt.Errorf("drop replication slot %q to rebuild the features (%s): %w", s.cfg.SlotName, why, err)
 		}
 	}
-	if resume == 0 {
-		if s.cfg.SnapshotMode == "initial" {
-			return fmt.Errorf("replication slot %q exists but the sink has no checkpoint for this connector, so snapshot.mode=initial cannot take a snapshot consistent with it: drop the slot (SELECT pg_drop_replication_slot('%s')) to start with a snapshot, or set snapshot.mode=no_data to stream from the slot's position", name, name)
+	for _, g := range s.engine.Groups() {
+		if err := tr.Truncate(ctx, g.Name); err != nil {
+			return fmt.Errorf("empty the set of feature group %s to rebuild it: %w", g.Name, err)
 		}
-		s.log.Warn("the slot exists but the sink has no checkpoint: streaming from the slot's position; changes before it are not in the features", "slot", name, "confirmed_flush_lsn", deref(confirmed))
 	}
+	if err := connector.ResetCheckpoint(ctx, store, s.opts.Connector); err != nil {
+		return err
+	}
+	s.log.Warn("rebuilding the features from a new snapshot", "why", why, "mode", s.cfg.SnapshotMode, "slot", s.cfg.SlotName,
+		"groups", len(s.engine.Groups()))
+	s.snapshotPending = true
 	return nil
 }
 

@@ -2,140 +2,762 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"math"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/decode"
+	"github.com/tilefeed/tilefeed/sink"
 )
 
-// initialSnapshot creates the slot with an exported snapshot and sends
-// every row of the feature tables as it was at the slot's consistent
-// point, as Read events, then a Commit marker whose Resume is the
-// consistent point: streaming continues exactly where the snapshot ends,
-// so no change is missed or counted twice at the handover.
+// The snapshot (snapshot.mode initial, initial_only, always, when_needed).
 //
-// Snapshot rows take positions (consistent point − 1, n): after
-// everything (the sink holds nothing yet) and before every streamed
-// transaction, whose commits come at or after the consistent point.
-func (st *stream) initialSnapshot(ctx context.Context, repl *pgconn.PgConn) error {
-	res, err := pglogrepl.CreateReplicationSlot(ctx, repl, st.cfg.SlotName, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
-	if err != nil {
-		return fmt.Errorf("create replication slot %q with an exported snapshot: %w", st.cfg.SlotName, err)
-	}
-	cp, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-	if err != nil {
-		return fmt.Errorf("slot %q consistent point %q: %w", st.cfg.SlotName, res.ConsistentPoint, err)
-	}
-	st.log.Info("created replication slot; taking the initial snapshot", "slot", st.cfg.SlotName,
-		"consistent_point", res.ConsistentPoint, "snapshot", res.SnapshotName, "tables", st.tables)
+// The slot is created with an exported snapshot; its consistent point P1
+// is where streaming starts. Every row of the feature tables, as of that
+// snapshot, becomes a Read event at position (P1 − 1, n): after
+// everything the sink holds and before every streamed transaction, whose
+// commits come at or after P1. A final Commit marker carries Resume = P1.
+//
+// Tables are read in chunks (snapshot.fetch.size rows, in primary key
+// order, or ranges of heap blocks) by snapshot.max.threads connections
+// that all import the exported snapshot. A sequencer gives each chunk its
+// ordinals and hands it to the runtime whole, in ordinal order, after
+// writing it ahead to the sink (the staging records) together with the
+// progress record. After a crash the snapshot resumes: chunks durable in
+// the sink are skipped, staged chunks are replayed from the sink with their
+// positions, and the rest is read at a new consistent point P2 (a
+// temporary slot's exported snapshot); until the stream passes P2, the
+// stream drops what that read already holds (snapFilter). The argument is
+// in docs/exactly-once.md.
 
-	conn, err := pgx.Connect(ctx, st.cfg.ConnString())
-	if err != nil {
-		return fmt.Errorf("connect for the snapshot: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	tx, err := conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(context.WithoutCancel(ctx))
-	if _, err := tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(res.SnapshotName, "'", "''")+"'"); err != nil {
-		return fmt.Errorf("set transaction snapshot %s: %w", res.SnapshotName, err)
-	}
-	var at time.Time
-	if err := tx.QueryRow(ctx, "SELECT now()").Scan(&at); err != nil {
-		return err
-	}
-	at = at.UTC()
-	lsn := uint64(cp) - 1
-	var n uint32
-	started := time.Now()
-	for _, table := range st.tables {
-		rows, err := st.snapshotTable(ctx, tx, table, lsn, at, &n)
+// ErrSnapshotDone is returned by Stream under snapshot.mode=initial_only
+// once the snapshot is durable (and the slot dropped): a clean end.
+var ErrSnapshotDone = errors.New("snapshot complete (snapshot.mode=initial_only)")
+
+// snapshot runs one snapshot (fresh, or resumed from prog).
+type snapshot struct {
+	st    *stream
+	prog  *progress // nil: a fresh snapshot
+	store connector.Store
+	name  string
+
+	mu      sync.Mutex // the sequencer: ordinals, progress, sending
+	at      time.Time  // when this run's reads started
+	point   uint64     // the consistent point this run reads at
+	started time.Time
+	rows    int64 // rows read from the database by this run
+	done    int64 // rows handed over, all tables, all runs
+	total   int64 // estimated rows
+}
+
+// run takes (or resumes) the snapshot on the replication connection repl,
+// which then streams from the slot's consistent point.
+func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
+	st := sn.st
+	sn.started = time.Now()
+	var snapName string
+	fresh := sn.prog == nil
+	if fresh {
+		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, st.cfg.SlotName, "pgoutput",
+			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
 		if err != nil {
-			return fmt.Errorf("snapshot of %s: %w", table, err)
+			return fmt.Errorf("create replication slot %q with an exported snapshot: %w", st.cfg.SlotName, err)
 		}
-		st.log.Info("snapshot: table done", "table", table, "rows", rows, "total_rows", n,
-			"rows_per_s", int(float64(n)/time.Since(started).Seconds()))
+		cp, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+		if err != nil {
+			return fmt.Errorf("slot %q consistent point %q: %w", st.cfg.SlotName, res.ConsistentPoint, err)
+		}
+		st.log.Info("created replication slot; taking the snapshot", "slot", st.cfg.SlotName,
+			"consistent_point", res.ConsistentPoint, "snapshot", res.SnapshotName, "tables", st.tables,
+			"threads", st.cfg.SnapshotThreads, "fetch_size", st.cfg.SnapshotFetch)
+		sn.point, snapName = uint64(cp), res.SnapshotName
+		sn.prog = &progress{Slot: uint64(cp), Next: 1}
+		if sn.store != nil {
+			gen, err := progressGen(ctx, sn.store, sn.name)
+			if err != nil {
+				return err
+			}
+			sn.prog.gen = gen // a progress record left by an earlier, abandoned snapshot
+		}
 	}
-	if err := tx.Commit(ctx); err != nil {
+	p := sn.prog
+	durable := p.durable(st.fromPos)
+	if !fresh {
+		sn.forgetDurable(durable)
+		if sn.remaining() {
+			// What is left is read at a new consistent point: a temporary
+			// slot's exported snapshot (dropped when its connection closes).
+			tmp, err := st.replicationConn(ctx)
+			if err != nil {
+				return err
+			}
+			defer tmp.Close(context.WithoutCancel(ctx))
+			res, err := pglogrepl.CreateReplicationSlot(ctx, tmp, tempSlotName(st.cfg.SlotName), "pgoutput",
+				pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, Temporary: true, SnapshotAction: "EXPORT_SNAPSHOT"})
+			if err != nil {
+				return fmt.Errorf("create a temporary replication slot to resume the snapshot: %w", err)
+			}
+			lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+			if err != nil {
+				return err
+			}
+			sn.point, snapName = uint64(lsn), res.SnapshotName
+		}
+		st.log.Info("resuming the snapshot", "slot", st.cfg.SlotName, "slot_point", change.FormatLSN(p.Slot),
+			"durable_rows", min(durable, p.Next-1), "staged_chunks", len(p.Staged), "read_point", change.FormatLSN(sn.point))
+	}
+
+	var workers []*snapWorker
+	defer func() {
+		for _, w := range workers {
+			w.close(context.WithoutCancel(ctx))
+		}
+	}()
+	if snapName != "" {
+		for range max(st.cfg.SnapshotThreads, 1) {
+			w, err := sn.openWorker(ctx, snapName)
+			if err != nil {
+				return err
+			}
+			workers = append(workers, w)
+		}
+		if err := workers[0].tx.QueryRow(ctx, "SELECT now()").Scan(&sn.at); err != nil {
+			return err
+		}
+		sn.at = sn.at.UTC()
+		if fresh {
+			p.At = sn.at
+			for _, t := range st.tables {
+				tp, err := sn.plan(ctx, workers[0].tx, t)
+				if err != nil {
+					return fmt.Errorf("plan the snapshot of %s: %w", t, err)
+				}
+				p.Tables = append(p.Tables, tp)
+			}
+		} else if err := sn.replan(ctx, workers[0].tx); err != nil {
+			return err
+		}
+		// The read point is durable before any row read at it is sent.
+		if err := sn.save(ctx, nil); err != nil {
+			return err
+		}
+	}
+	for _, t := range p.Tables {
+		sn.total += max(t.Estimate, t.Rows)
+		sn.done += t.Rows
+		st.metrics.SnapshotEstimated.WithLabelValues(t.Name).Set(float64(max(t.Estimate, t.Rows)))
+		st.metrics.SnapshotDone.WithLabelValues(t.Name).Set(float64(t.Rows))
+	}
+	if err := sn.replay(ctx, durable); err != nil {
 		return err
 	}
-	n++
-	if err := st.sendSnapshot(ctx, change.Event{Op: change.Commit, Pos: change.Position{LSN: lsn, Ordinal: n}, CommitTime: at, Resume: uint64(cp)}); err != nil {
-		return err
+	if len(workers) > 0 {
+		if err := sn.readAll(ctx, workers); err != nil {
+			return err
+		}
+		for _, w := range workers {
+			if err := w.tx.Commit(ctx); err != nil {
+				return err
+			}
+		}
 	}
-	st.from = uint64(cp)
-	st.log.Info("snapshot complete; streaming from the consistent point", "rows", n-1,
-		"seconds", time.Since(started).Seconds(), "consistent_point", res.ConsistentPoint)
+	return sn.finish(ctx)
+}
+
+// remaining reports whether anything is left to read from the database.
+func (sn *snapshot) remaining() bool {
+	for _, t := range sn.prog.Tables {
+		for _, s := range t.Segments {
+			if !s.Done {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// forgetDurable drops the staged chunks the checkpoint covers (chunks of
+// tables read by ctid stay until the snapshot ends: they may have to be
+// retracted).
+func (sn *snapshot) forgetDurable(durable uint32) []sink.Key {
+	var gone []sink.Key
+	kept := sn.prog.Staged[:0]
+	for _, c := range sn.prog.Staged {
+		if c.last() <= durable && !c.Keep {
+			for i := range c.Parts {
+				gone = append(gone, stagingKey(sn.name, c.ID, i))
+			}
+			continue
+		}
+		kept = append(kept, c)
+	}
+	sn.prog.Staged = kept
+	return gone
+}
+
+// replan prepares a resumed snapshot's reads at sn.point: unfinished key
+// ranges are read there (and the stream will drop what they hold), and a
+// table read by ctid that was not finished is read again whole, after the
+// rows of it already handed over are retracted.
+func (sn *snapshot) replan(ctx context.Context, tx pgx.Tx) error {
+	p := sn.prog
+	p.Points = append(p.Points, sn.point)
+	for _, t := range p.Tables {
+		unfinished := false
+		for _, s := range t.Segments {
+			unfinished = unfinished || !s.Done
+		}
+		if !unfinished {
+			continue
+		}
+		if len(t.Key) > 0 {
+			for _, s := range t.Segments {
+				if s.Done {
+					continue
+				}
+				lo := s.Lo
+				if s.Last != nil {
+					lo = s.Last
+				}
+				t.Reads = append(t.Reads, keyRange{Lo: lo, Hi: s.Hi, Point: sn.point})
+			}
+			continue
+		}
+		// A ctid range says nothing about which rows a change touches, so
+		// the table is read again whole at the new point.
+		for _, c := range p.Staged {
+			if c.Table != t.Name || c.Of != "" || c.Retracted {
+				continue
+			}
+			c.Retracted = true
+			r := &stagedChunk{ID: strconv.FormatUint(uint64(p.Next), 10) + "r", Table: t.Name, First: p.Next, Rows: c.Rows,
+				At: sn.at, Of: c.ID, Keep: true}
+			p.Next += c.Rows
+			p.Staged = append(p.Staged, r)
+		}
+		fresh, err := sn.plan(ctx, tx, t.Name)
+		if err != nil {
+			return fmt.Errorf("plan the snapshot of %s: %w", t.Name, err)
+		}
+		t.Segments, t.BlocksPerChunk, t.Rows, t.ReadAt = fresh.Segments, fresh.BlocksPerChunk, 0, sn.point
+		sn.st.log.Info("snapshot: reading again a table without a usable key", "table", t.Name, "read_point", change.FormatLSN(sn.point))
+	}
 	return nil
 }
 
-func (st *stream) snapshotTable(ctx context.Context, tx pgx.Tx, table string, lsn uint64, at time.Time, n *uint32) (int64, error) {
-	var estimate float64
-	_ = tx.QueryRow(ctx, "SELECT reltuples FROM pg_class WHERE oid = $1::regclass", table).Scan(&estimate)
-	st.log.Info("snapshot: reading table", "table", table, "estimated_rows", int64(max(estimate, 0)))
+// replay hands the staged chunks that are not durable to the runtime
+// again, with their positions: a record that has a chunk's row already is
+// skipped by its stored position.
+func (sn *snapshot) replay(ctx context.Context, durable uint32) error {
+	if sn.store == nil {
+		return nil
+	}
+	types := pgtype.NewMap()
+	byID := map[string]*stagedChunk{}
+	for _, c := range sn.prog.Staged {
+		byID[c.ID] = c
+	}
+	for _, c := range sn.prog.Staged {
+		if c.last() <= durable {
+			continue
+		}
+		src := c
+		if c.Of != "" {
+			if src = byID[c.Of]; src == nil {
+				return fmt.Errorf("%w: snapshot retraction %s: staged chunk %s is not in the progress record", connector.ErrFatal, c.ID, c.Of)
+			}
+		}
+		rows, err := readStaged(ctx, sn.store, sn.name, src, types)
+		if err != nil {
+			return err
+		}
+		for i, row := range rows {
+			ev := change.Event{Op: change.Read, Table: c.Table, After: row, CommitTime: c.At,
+				Pos: change.Position{LSN: sn.prog.Slot - 1, Ordinal: c.First + uint32(i)}}
+			if c.Of != "" {
+				ev.Op, ev.Before, ev.After = change.Delete, row, nil
+			}
+			if err := sn.st.sendSnapshot(ctx, ev); err != nil {
+				return err
+			}
+		}
+		sn.st.metrics.SnapshotChunks.WithLabelValues("replayed").Inc()
+		sn.st.log.Info("snapshot: staged chunk replayed", "table", c.Table, "chunk", c.ID, "rows", c.Rows, "retraction", c.Of != "")
+	}
+	return nil
+}
+
+// finish sends the commit marker, waits until it is durable, and clears
+// what the snapshot kept in the sink.
+func (sn *snapshot) finish(ctx context.Context) error {
+	st, p := sn.st, sn.prog
+	if !p.Sent {
+		p.Sent = true
+		if err := sn.save(ctx, nil); err != nil {
+			return err
+		}
+	}
+	at := p.At
+	for _, c := range p.Staged {
+		if c.At.After(at) {
+			at = c.At
+		}
+	}
+	if sn.at.After(at) {
+		at = sn.at
+	}
+	if err := st.sendSnapshot(ctx, change.Event{Op: change.Commit, Pos: change.Position{LSN: p.Slot - 1, Ordinal: p.Next},
+		CommitTime: at, Resume: p.Slot}); err != nil {
+		return err
+	}
+	if sn.store != nil {
+		// Staging is only dropped once nothing can need it again.
+		for st.acked.Load() < p.Slot {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		var gone []sink.Key
+		for _, c := range p.Staged {
+			for i := range c.Parts {
+				gone = append(gone, stagingKey(sn.name, c.ID, i))
+			}
+		}
+		p.Staged = nil
+		if p.maxPoint() > p.Slot {
+			// The stream needs the read ranges until it passes the last point.
+			if err := sn.save(ctx, nil); err != nil {
+				return err
+			}
+		} else {
+			gone = append(gone, progressKey(sn.name))
+		}
+		if err := expireRecords(ctx, sn.store, gone); err != nil {
+			return fmt.Errorf("drop the snapshot's staging records: %w", err)
+		}
+	}
+	if st.opts.Progress != nil {
+		fmt.Fprintln(st.opts.Progress)
+	}
+	st.log.Info("snapshot complete; streaming from the consistent point", "rows", sn.done, "rows_read", sn.rows,
+		"seconds", time.Since(sn.started).Seconds(), "rows_per_s", int(float64(sn.rows)/time.Since(sn.started).Seconds()),
+		"consistent_point", change.FormatLSN(p.Slot))
+	return nil
+}
+
+// save writes the progress record, then lets gone expire.
+func (sn *snapshot) save(ctx context.Context, gone []sink.Key) error {
+	if sn.store == nil {
+		return nil
+	}
+	rec, err := sn.prog.record(sn.name)
+	if err != nil {
+		return err
+	}
+	recs := []sink.Record{rec}
+	if err := sn.store.Put(ctx, recs); err != nil {
+		return fmt.Errorf("write the snapshot progress: %w", err)
+	}
+	sn.prog.gen = recs[0].Gen
+	if len(gone) > 0 {
+		if err := expireRecords(ctx, sn.store, gone); err != nil {
+			return fmt.Errorf("drop staged snapshot chunks: %w", err)
+		}
+	}
+	return nil
+}
+
+// snapWorker is one connection reading chunks in the exported snapshot.
+type snapWorker struct {
+	conn  *pgx.Conn
+	tx    pgx.Tx
+	types *pgtype.Map
+}
+
+func (sn *snapshot) openWorker(ctx context.Context, snapName string) (*snapWorker, error) {
+	conn, err := pgx.Connect(ctx, sn.st.cfg.ConnString())
+	if err != nil {
+		return nil, fmt.Errorf("connect for the snapshot: %w", err)
+	}
+	w := &snapWorker{conn: conn, types: pgtype.NewMap()}
+	if w.tx, err = conn.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}); err != nil {
+		conn.Close(ctx)
+		return nil, err
+	}
+	if _, err := w.tx.Exec(ctx, "SET TRANSACTION SNAPSHOT '"+strings.ReplaceAll(snapName, "'", "''")+"'"); err != nil {
+		w.close(ctx)
+		return nil, fmt.Errorf("set transaction snapshot %s: %w", snapName, err)
+	}
+	return w, nil
+}
+
+func (w *snapWorker) close(ctx context.Context) {
+	_ = w.tx.Rollback(ctx)
+	w.conn.Close(ctx)
+}
+
+// plan decides how table is read: in primary key order when every key
+// column has a type whose order Go reproduces exactly (the stream filter
+// compares keys after a restart), else in ranges of heap blocks (ctid).
+// With several threads, a table with one integer key column or read by
+// ctid is cut into that many segments.
+func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tableProgress, error) {
+	threads := max(sn.st.cfg.SnapshotThreads, 1)
+	fetch := int64(max(sn.st.cfg.SnapshotFetch, 1))
+	t := &tableProgress{Name: table}
+	var tuples float64
+	var pages, blocks int64
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, COALESCE(sum(c.relpages), 0)::int8,
+			COALESCE(max(pg_relation_size(c.oid) / current_setting('block_size')::int8), 0)::int8
+		FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
+		JOIN pg_class c ON c.oid = p.relid`, table).Scan(&tuples, &pages, &blocks); err != nil {
+		return nil, err
+	}
+	t.Estimate = int64(tuples)
+	rows, err := tx.Query(ctx, `SELECT a.attname, a.atttypid FROM pg_index i
+		JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
+		WHERE i.indrelid = $1::regclass AND i.indisprimary ORDER BY array_position(i.indkey::int2[], a.attnum)`, table)
+	if err != nil {
+		return nil, err
+	}
+	key, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (keyCol, error) {
+		var k keyCol
+		return k, r.Scan(&k.Name, &k.OID)
+	})
+	if err != nil {
+		return nil, err
+	}
+	usable := len(key) > 0
+	for _, k := range key {
+		usable = usable && isOrderable(k.OID)
+	}
+	if usable {
+		t.Key = key
+		t.Segments = []*segment{{}}
+		if len(key) == 1 && threads > 1 && t.Estimate > 2*fetch && k0Integer(key[0].OID) {
+			col := pgx.Identifier{key[0].Name}.Sanitize()
+			var lo, hi *int64
+			if err := tx.QueryRow(ctx, "SELECT min("+col+")::int8, max("+col+")::int8 FROM "+quoteTable(table)).Scan(&lo, &hi); err != nil {
+				return nil, err
+			}
+			if lo != nil && *hi-*lo > int64(threads) {
+				t.Segments = nil
+				var prev []string
+				for i := 1; i <= threads; i++ {
+					s := &segment{Lo: prev}
+					if i < threads {
+						b := *lo + (*hi-*lo)/int64(threads)*int64(i)
+						s.Hi = []string{strconv.FormatInt(b, 10)}
+						prev = s.Hi
+					}
+					t.Segments = append(t.Segments, s)
+				}
+			}
+		}
+		return t, nil
+	}
+	perBlock := int64(50)
+	if pages > 0 && tuples > 0 {
+		perBlock = max(int64(tuples)/pages, 1)
+	}
+	t.BlocksPerChunk = max(fetch/perBlock, 1)
+	n := int64(threads)
+	if blocks < n*t.BlocksPerChunk {
+		n = 1
+	}
+	for i := range n {
+		s := &segment{Block: blocks * i / n, To: blocks * (i + 1) / n, Open: i == n-1}
+		t.Segments = append(t.Segments, s)
+	}
+	return t, nil
+}
+
+func k0Integer(oid uint32) bool {
+	return oid == pgtype.Int2OID || oid == pgtype.Int4OID || oid == pgtype.Int8OID
+}
+
+// readAll reads every unfinished segment, threads at a time.
+func (sn *snapshot) readAll(ctx context.Context, workers []*snapWorker) error {
+	type job struct {
+		t *tableProgress
+		s *segment
+	}
+	// Segment i of every table before segment i+1 of any: the threads
+	// start on different tables.
+	var jobs []job
+	for i, more := 0, true; more; i++ {
+		more = false
+		for _, t := range sn.prog.Tables {
+			if i < len(t.Segments) {
+				more = true
+				if !t.Segments[i].Done {
+					jobs = append(jobs, job{t, t.Segments[i]})
+				}
+			}
+		}
+	}
+	next := make(chan job, len(jobs))
+	for _, j := range jobs {
+		next <- j
+	}
+	close(next)
+	g, gctx := errgroup.WithContext(ctx)
+	for _, w := range workers {
+		g.Go(func() error {
+			for j := range next {
+				for !j.s.Done {
+					c, err := sn.readChunk(gctx, w, j.t, j.s)
+					if err != nil {
+						return fmt.Errorf("snapshot of %s: %w", j.t.Name, err)
+					}
+					if err := sn.emit(gctx, c); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// chunk is what one query read, decoded, not yet numbered.
+type chunk struct {
+	t       *tableProgress
+	s       *segment
+	events  []change.Event
+	raw     *rawRows
+	last    []string // key chunks: the last key read
+	block   int64    // ctid chunks: the next block
+	done    bool     // the segment is finished
+	elapsed time.Duration
+}
+
+func (sn *snapshot) readChunk(ctx context.Context, w *snapWorker, t *tableProgress, s *segment) (*chunk, error) {
+	st := sn.st
+	start := time.Now()
+	fetch := max(st.cfg.SnapshotFetch, 1)
+	var where []string
+	args := []any{pgx.QueryExecModeSimpleProtocol}
+	param := func(v any) string {
+		args = append(args, v)
+		return "$" + strconv.Itoa(len(args)-1)
+	}
+	c := &chunk{t: t, s: s}
+	var order string
+	if len(t.Key) > 0 {
+		cols := make([]string, len(t.Key))
+		for i, k := range t.Key {
+			cols[i] = pgx.Identifier{k.Name}.Sanitize()
+		}
+		tuple := func(vals []string) string {
+			ps := make([]string, len(vals))
+			for i, v := range vals {
+				ps[i] = param(v)
+			}
+			return "(" + strings.Join(ps, ", ") + ")"
+		}
+		lo := s.Lo
+		if s.Last != nil {
+			lo = s.Last
+		}
+		if lo != nil {
+			where = append(where, "("+strings.Join(cols, ", ")+") > "+tuple(lo))
+		}
+		if s.Hi != nil {
+			where = append(where, "("+strings.Join(cols, ", ")+") <= "+tuple(s.Hi))
+		}
+		order = " ORDER BY " + strings.Join(cols, ", ") + " LIMIT " + strconv.Itoa(fetch)
+	} else {
+		hi := s.Block + t.BlocksPerChunk
+		where = append(where, fmt.Sprintf("ctid >= '(%d,0)'::tid", s.Block))
+		if hi < s.To || !s.Open {
+			where = append(where, fmt.Sprintf("ctid < '(%d,0)'::tid", min(hi, s.To)))
+		}
+		c.block = min(hi, s.To)
+		c.done = hi >= s.To
+	}
 	// Window backfill: when every group on the table only has windowed
 	// aggregates, rows older than the longest window are not read.
-	query, args := "SELECT * FROM "+quoteTable(table), []any{}
-	if col, from, ok := st.backfillFrom(table, at); ok {
-		query += " WHERE " + pgx.Identifier{col}.Sanitize() + " >= $1"
-		args = append(args, from)
-		st.log.Info("snapshot: window backfill", "table", table, "column", col, "from", from)
+	if col, from, ok := st.backfillFrom(t.Name, sn.prog.At); ok {
+		where = append(where, pgx.Identifier{col}.Sanitize()+" >= "+param(from))
 	}
-	// Text format, decoded as the stream's values are, so the snapshot and
-	// the stream agree to the byte.
-	rows, err := tx.Query(ctx, query, append([]any{pgx.QueryExecModeSimpleProtocol}, args...)...)
+	query := "SELECT * FROM " + quoteTable(t.Name)
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	rows, err := w.tx.Query(ctx, query+order, args...)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer rows.Close()
 	fields := rows.FieldDescriptions()
-	types := pgtype.NewMap()
-	var count int64
-	last := time.Now()
-	for rows.Next() {
-		raw := rows.RawValues()
-		row := make(change.Row, len(fields))
-		for i, f := range fields {
-			if !st.cfg.CapturesColumn(table + "." + f.Name) {
-				continue
+	keyIdx := make([]int, len(t.Key))
+	for i, k := range t.Key {
+		keyIdx[i] = -1
+		for j, f := range fields {
+			if f.Name == k.Name {
+				keyIdx[i] = j
 			}
-			if raw[i] == nil {
-				row[f.Name] = nil
-				continue
-			}
-			v, err := decode.DecodeText(types, f.DataTypeOID, raw[i])
-			if err != nil {
-				return count, fmt.Errorf("column %s: %w", f.Name, err)
-			}
-			row[f.Name] = v
 		}
-		if *n == math.MaxUint32-1 {
-			return count, fmt.Errorf("more than %d rows: too many for one snapshot", math.MaxUint32-1)
-		}
-		*n++
-		count++
-		st.metrics.SnapshotRows.WithLabelValues(table).Inc()
-		if err := st.sendSnapshot(ctx, change.Event{Op: change.Read, Table: table, After: row,
-			Pos: change.Position{LSN: lsn, Ordinal: *n}, CommitTime: at}); err != nil {
-			return count, err
-		}
-		if time.Since(last) > 10*time.Second {
-			last = time.Now()
-			st.log.Info("snapshot: progress", "table", table, "rows", count, "estimated_rows", int64(max(estimate, 0)))
+		if keyIdx[i] < 0 {
+			return nil, fmt.Errorf("key column %s is not in the result", k.Name)
 		}
 	}
-	return count, rows.Err()
+	var keep []int
+	var cols []string
+	var oids []uint32
+	for i, f := range fields {
+		if st.cfg.CapturesColumn(t.Name + "." + f.Name) {
+			keep = append(keep, i)
+			cols = append(cols, f.Name)
+			oids = append(oids, f.DataTypeOID)
+		}
+	}
+	c.raw = newRawRows(cols, oids)
+	vals := make([][]byte, len(keep))
+	n := 0
+	for rows.Next() {
+		raw := rows.RawValues()
+		row := make(change.Row, len(keep))
+		for j, i := range keep {
+			vals[j] = raw[i]
+			if raw[i] == nil {
+				row[cols[j]] = nil
+				continue
+			}
+			v, err := decode.DecodeText(w.types, oids[j], raw[i])
+			if err != nil {
+				return nil, fmt.Errorf("column %s: %w", cols[j], err)
+			}
+			row[cols[j]] = v
+		}
+		c.raw.add(vals)
+		c.events = append(c.events, change.Event{Op: change.Read, Table: t.Name, After: row})
+		n++
+		if len(t.Key) > 0 {
+			last := make([]string, len(keyIdx))
+			for i, j := range keyIdx {
+				last[i] = string(raw[j])
+			}
+			c.last = last
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(t.Key) > 0 {
+		c.done = n < fetch
+	}
+	c.elapsed = time.Since(start)
+	return c, nil
+}
+
+// emit is the sequencer: it numbers a chunk, writes it ahead to the sink
+// with the progress, and hands it to the runtime whole. Chunks enter the
+// runtime's queue in ordinal order, and at most one chunk per worker
+// waits here, so memory is bounded by threads × chunk.
+func (sn *snapshot) emit(ctx context.Context, c *chunk) error {
+	sn.mu.Lock()
+	defer sn.mu.Unlock()
+	st, p := sn.st, sn.prog
+	n := uint32(len(c.events))
+	if uint64(p.Next)+uint64(n) >= math.MaxUint32 {
+		return fmt.Errorf("more than %d rows: too many for one snapshot", math.MaxUint32-1)
+	}
+	first := p.Next
+	at := sn.at
+	if n > 0 && sn.store != nil {
+		sc := &stagedChunk{ID: strconv.FormatUint(uint64(first), 10), Table: c.t.Name, First: first, Rows: n, At: at, Keep: len(c.t.Key) == 0}
+		if err := sn.stage(ctx, sc, c.raw.buf); err != nil {
+			return err
+		}
+		p.Staged = append(p.Staged, sc)
+	}
+	p.Next += n
+	c.t.Rows += int64(n)
+	if c.last != nil {
+		c.s.Last = c.last
+	}
+	if len(c.t.Key) == 0 {
+		c.s.Block = c.block
+	}
+	c.s.Done = c.done
+	var gone []sink.Key
+	if pos := st.ackedPos.Load(); pos != nil {
+		gone = sn.forgetDurable(p.durable(*pos))
+	}
+	if err := sn.save(ctx, gone); err != nil {
+		return err
+	}
+	for i := range c.events {
+		ev := c.events[i]
+		ev.Pos = change.Position{LSN: p.Slot - 1, Ordinal: first + uint32(i)}
+		ev.CommitTime = at
+		if err := st.sendSnapshot(ctx, ev); err != nil {
+			return err
+		}
+	}
+	sn.rows += int64(n)
+	sn.done += int64(n)
+	st.metrics.SnapshotRows.WithLabelValues(c.t.Name).Add(float64(n))
+	st.metrics.SnapshotDone.WithLabelValues(c.t.Name).Set(float64(c.t.Rows))
+	st.metrics.SnapshotChunks.WithLabelValues("read").Inc()
+	if c.t.Rows > c.t.Estimate {
+		sn.total += c.t.Rows - max(c.t.Estimate, c.t.Rows-int64(n))
+		st.metrics.SnapshotEstimated.WithLabelValues(c.t.Name).Set(float64(c.t.Rows))
+	}
+	rate := int(float64(sn.rows) / time.Since(sn.started).Seconds())
+	st.log.Info("snapshot: chunk", "table", c.t.Name, "chunk", first, "rows", n, "read_ms", c.elapsed.Milliseconds(),
+		"rows_per_s", rate, "table_rows", c.t.Rows, "table_estimated", max(c.t.Estimate, c.t.Rows), "segment_done", c.done)
+	if st.opts.Progress != nil {
+		drawBar(st.opts.Progress, sn.done, sn.total, rate)
+	}
+	return nil
+}
+
+// stage writes a chunk's rows ahead, in parts small enough for a record.
+func (sn *snapshot) stage(ctx context.Context, c *stagedChunk, b []byte) error {
+	var recs []sink.Record
+	for part := 0; len(b) > 0 || part == 0; part++ {
+		n := min(len(b), stagingPart)
+		recs = append(recs, sink.Record{Key: stagingKey(sn.name, c.ID, part), TTL: stagingTTL,
+			Bins: map[string]any{"rows": append([]byte(nil), b[:n]...)}})
+		b = b[n:]
+	}
+	c.Parts = len(recs)
+	// A crash after a staging write and before the progress that names it
+	// leaves a record under the same key: expect its generation.
+	keys := make([]sink.Key, len(recs))
+	for i := range recs {
+		keys[i] = recs[i].Key
+	}
+	have, err := sn.store.Get(ctx, keys)
+	if err != nil {
+		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID, err)
+	}
+	for i := range recs {
+		recs[i].Gen = have[i].Gen
+	}
+	if err := sn.store.Put(ctx, recs); err != nil {
+		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID, err)
+	}
+	return nil
 }
 
 // sendSnapshot hands a snapshot event to the runtime; the replication
@@ -172,4 +794,22 @@ func (st *stream) backfillFrom(table string, at time.Time) (col string, from tim
 	// A day of margin covers a timestamp or date column compared in the
 	// session's time zone; Apply skips the extra rows.
 	return col, from.Add(-24 * time.Hour), col != ""
+}
+
+// drawBar redraws the snapshot's progress bar on a terminal.
+func drawBar(w io.Writer, done, total int64, rate int) {
+	const width = 30
+	frac := 0.0
+	if total > 0 {
+		frac = min(float64(done)/float64(total), 1)
+	}
+	n := int(frac * width)
+	fmt.Fprintf(w, "\rsnapshot [%s%s] %3.0f%%  %d/%d rows  %d rows/s ", strings.Repeat("#", n), strings.Repeat(" ", width-n),
+		frac*100, done, total, rate)
+}
+
+// tempSlotName names the temporary slot of a resumed snapshot (slot names
+// have at most 63 characters).
+func tempSlotName(slot string) string {
+	return slot[:min(len(slot), 58)] + "_snap"
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/decode"
+	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -33,6 +35,15 @@ type Options struct {
 	// AfterStatus, when set, is called after each standby status update
 	// reaches the server (a fault-injection hook for the crash suite).
 	AfterStatus func()
+	// Store and Connector are where the snapshot keeps its progress (the
+	// sink, under the connector's name), so that an interrupted snapshot
+	// resumes. Without a Store a snapshot cannot resume, and
+	// snapshot.mode always and when_needed cannot rebuild.
+	Store     connector.Store
+	Connector string
+	// Progress, when set, receives a progress bar of the snapshot (a
+	// terminal).
+	Progress io.Writer
 }
 
 // Source streams one replication slot.
@@ -43,14 +54,22 @@ type Source struct {
 	metrics *connector.Metrics
 
 	acked     atomic.Uint64 // durable: the only position ever sent as flushed
+	ackedPos  atomic.Pointer[change.Position]
 	connected atomic.Bool
 
 	// tables are the feature tables and engine their groups, set by Setup.
 	tables []string
 	engine *transform.Engine
-	// snapshotPending is set by Setup when the slot must be created with an
-	// exported snapshot and the tables read in it (snapshot.mode=initial).
+	// snapshotPending is set by Setup when a snapshot must be taken:
+	// fresh (snapProg nil: the slot is created with an exported snapshot)
+	// or resumed from snapProg.
 	snapshotPending bool
+	snapProg        *progress
+	// filterProg, when set, is a finished snapshot whose later reads the
+	// stream must still filter (see snapFilter).
+	filterProg *progress
+	// finished: snapshot.mode=initial_only and the snapshot is done.
+	finished bool
 }
 
 // New returns a source for cfg. Call Setup before Stream.
@@ -63,6 +82,8 @@ func New(cfg config.Postgres, opts Options, log *slog.Logger, m *connector.Metri
 
 // Ack records that everything up to cp.Resume is durable in the sink.
 func (s *Source) Ack(cp connector.Checkpoint) {
+	pos := cp.Pos
+	s.ackedPos.Store(&pos)
 	resume := cp.Resume
 	for {
 		cur := s.acked.Load()
@@ -121,13 +142,26 @@ func (s *Source) Stream(ctx context.Context, from connector.Checkpoint, out chan
 		wg.Add(1)
 		go func() { defer wg.Done(); s.heartbeatAction(hbCtx) }()
 	}
-	st := &stream{Source: s, out: out, from: resume, snapshotPending: s.snapshotPending}
+	if s.finished {
+		return ErrSnapshotDone
+	}
+	st := &stream{Source: s, out: out, from: resume, fromPos: from.Pos, snapshotPending: s.snapshotPending}
+	if s.filterProg != nil {
+		f, err := newSnapFilter(s.filterProg)
+		if err != nil {
+			return err
+		}
+		st.filter = f
+	}
 	for attempt := 0; ; attempt++ {
 		err := st.run(ctx)
 		s.connected.Store(false)
 		s.metrics.SourceConnected.Set(0)
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, errStopAfterSnapshot) {
+			return s.dropSlotAfterSnapshot(ctx)
 		}
 		if errors.Is(err, decode.ErrProtocol) || errors.Is(err, ErrSlotLost) || errors.Is(err, connector.ErrFatal) {
 			return err
@@ -154,9 +188,15 @@ type stream struct {
 	out        chan<- change.Event
 	from       uint64 // where the next session starts: end of the last whole transaction received
 	progressed bool
-	// snapshotPending: this session creates the slot and reads the
-	// initial snapshot before it streams.
+	fromPos    change.Position // the checkpoint's position when Stream began
+	// snapshotPending: this session takes (or resumes) the snapshot
+	// before it streams.
 	snapshotPending bool
+	// filter drops what a resumed snapshot's later reads hold already,
+	// until the stream passes their consistent point.
+	filter *snapFilter
+	// stopAt, under snapshot.mode=initial_only: stop once this is durable.
+	stopAt uint64
 }
 
 func (st *stream) run(ctx context.Context) error {
@@ -167,16 +207,37 @@ func (st *stream) run(ctx context.Context) error {
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	if st.snapshotPending {
-		// A failure from here on is fatal: part of the snapshot may be in
-		// the runtime already, and the exported snapshot dies with this
-		// connection.
-		if err := st.initialSnapshot(ctx, conn); err != nil {
+		// A failure from here on is fatal: the restart resumes the
+		// snapshot from what the sink holds.
+		sn := &snapshot{st: st, prog: st.snapProg, store: st.opts.Store, name: st.opts.Connector}
+		if err := sn.run(ctx, conn); err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return fmt.Errorf("%w: initial snapshot: %w", connector.ErrFatal, err)
+			return fmt.Errorf("%w: snapshot: %w", connector.ErrFatal, err)
 		}
 		st.snapshotPending = false
+		st.from = sn.prog.Slot
+		f, err := newSnapFilter(sn.prog)
+		if err != nil {
+			return err
+		}
+		st.filter = f
+		if st.cfg.SnapshotMode == "initial_only" {
+			st.stopAt = sn.prog.maxPoint()
+		}
+	}
+	if st.cfg.SnapshotMode == "initial_only" && st.stopAt == 0 {
+		st.stopAt = 1 // a restart after the snapshot: stop once the filter is done
+		if st.filter != nil {
+			st.stopAt = st.filter.max
+		}
+	}
+	if st.stopAt != 0 && st.acked.Load() >= st.stopAt {
+		if err := st.filterDone(ctx); err != nil {
+			return err
+		}
+		return errStopAfterSnapshot
 	}
 	if err := st.checkSlot(ctx, conn); err != nil {
 		return err
@@ -216,6 +277,12 @@ func (st *stream) run(ctx context.Context) error {
 			// slot advances while the captured tables are idle.
 			if err := st.sendStatus(ctx, conn, !inTx); err != nil {
 				return err
+			}
+			if err := st.filterDone(ctx); err != nil {
+				return err
+			}
+			if st.stopAt != 0 && st.acked.Load() >= st.stopAt {
+				return errStopAfterSnapshot
 			}
 		default:
 		}
@@ -271,12 +338,19 @@ func (st *stream) run(ctx context.Context) error {
 					inTx = true
 				}
 				for i := range events {
-					if err := st.send(ctx, conn, ticker, events[i]); err != nil {
+					ev := events[i]
+					if st.filter != nil {
+						var keep bool
+						if ev, keep = st.filter.apply(ev); !keep {
+							continue
+						}
+					}
+					if err := st.send(ctx, conn, ticker, ev); err != nil {
 						return err
 					}
-					if events[i].Op == change.Commit {
+					if ev.Op == change.Commit {
 						inTx = false
-						received = events[i].Resume
+						received = ev.Resume
 						st.from = received
 						st.progressed = true
 					}
@@ -398,4 +472,47 @@ func (s *Source) heartbeatAction(ctx context.Context) {
 		}
 		return err
 	})
+}
+
+// errStopAfterSnapshot ends a session under snapshot.mode=initial_only.
+var errStopAfterSnapshot = errors.New("the snapshot is durable")
+
+// filterDone drops the snapshot filter, and the progress record that
+// describes it, once the checkpoint is past the last consistent point.
+func (st *stream) filterDone(ctx context.Context) error {
+	if st.filter == nil || st.acked.Load() < st.filter.max {
+		return nil
+	}
+	st.filter = nil
+	if st.opts.Store == nil {
+		return nil
+	}
+	if err := expireRecords(ctx, st.opts.Store, []sink.Key{progressKey(st.opts.Connector)}); err != nil {
+		return fmt.Errorf("drop the snapshot progress record: %w", err)
+	}
+	st.log.Info("the stream passed the snapshot's last read point", "point", change.FormatLSN(st.acked.Load()))
+	return nil
+}
+
+// dropSlotAfterSnapshot ends snapshot.mode=initial_only: the slot would
+// otherwise hold WAL for a stream nobody reads.
+func (s *Source) dropSlotAfterSnapshot(ctx context.Context) error {
+	conn, err := pgx.Connect(ctx, s.cfg.ConnString())
+	if err != nil {
+		return fmt.Errorf("connect to drop slot %q: %w", s.cfg.SlotName, err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	// The walsender of the closed session may take a moment to let go.
+	for attempt := 0; ; attempt++ {
+		_, err = conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", s.cfg.SlotName)
+		if err == nil || attempt == 50 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return fmt.Errorf("snapshot.mode=initial_only: the snapshot is durable, but dropping slot %q failed: %w", s.cfg.SlotName, err)
+	}
+	s.log.Info("snapshot.mode=initial_only: snapshot durable, slot dropped; stopping", "slot", s.cfg.SlotName)
+	return ErrSnapshotDone
 }

@@ -192,6 +192,19 @@ func checkNamespace(client *as.Client, ns string, deadline time.Time) error {
 	return nil
 }
 
+// Truncate removes every record of set: Aerospike's truncate, which drops
+// the records last written before the server's current time, on every
+// node. Records written after it returns are kept.
+func (s *Store) Truncate(ctx context.Context, set string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.client.Truncate(nil, s.namespace, set, nil); err != nil {
+		return wrap("truncate set "+set, err)
+	}
+	return nil
+}
+
 // Close closes the connections to the cluster.
 func (s *Store) Close() error {
 	s.client.Close()

@@ -69,6 +69,23 @@ func (s *Store) checkFault(op string, recs []sink.Record) error {
 // transaction), so a caller may put a checkpoint beside the data it covers.
 func (s *Store) Atomic() bool { return true }
 
+// Truncate removes every record of set, durably.
+func (s *Store) Truncate(ctx context.Context, set string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		if tx.Bucket([]byte(set)) == nil {
+			return nil
+		}
+		return tx.DeleteBucket([]byte(set))
+	})
+	if err != nil {
+		return fmt.Errorf("embedded store truncate %s: %w", set, err)
+	}
+	return nil
+}
+
 // Close closes the file.
 func (s *Store) Close() error { return s.db.Close() }
 

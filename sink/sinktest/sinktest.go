@@ -39,6 +39,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"batch", testBatch},
 		{"ttl", testTTL},
 		{"replace_bins", testReplaceBins},
+		{"truncate", testTruncate},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -229,5 +230,43 @@ func testReplaceBins(t *testing.T, s Store, key keyFunc) {
 	got := get1(t, s, k)
 	if !reflect.DeepEqual(got.Bins, map[string]any{"a": int64(5)}) {
 		t.Errorf("bins after replace: %v, want only a=5", got.Bins)
+	}
+}
+
+// Truncater is the optional capability to empty a set (snapshot.mode
+// always and when_needed rebuild a connector's features with it).
+type Truncater interface {
+	Truncate(ctx context.Context, set string) error
+}
+
+// testTruncate: after Truncate the set's records are gone, and a record
+// written afterwards (expecting nothing) is kept.
+func testTruncate(t *testing.T, s Store, key keyFunc) {
+	tr, ok := s.(Truncater)
+	if !ok {
+		t.Skip("the store cannot truncate a set")
+	}
+	a, b := key("a"), key("b")
+	if err := s.Put(ctx(t), []sink.Record{{Key: a, Bins: sample()}, {Key: b, Bins: sample()}}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // Aerospike's cut-off is the server's clock, in milliseconds
+	if err := tr.Truncate(ctx(t), a.Set); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for get1(t, s, a).Gen != 0 || get1(t, s, b).Gen != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("records still there 10s after Truncate")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(10 * time.Millisecond)
+	rec := []sink.Record{{Key: a, Bins: sample()}}
+	if err := s.Put(ctx(t), rec); err != nil {
+		t.Fatalf("write after Truncate, expecting no record: %v", err)
+	}
+	if got := get1(t, s, a); got.Gen == 0 {
+		t.Error("a record written after Truncate is gone")
 	}
 }

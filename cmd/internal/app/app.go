@@ -23,6 +23,7 @@ import (
 
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
+	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
@@ -158,7 +159,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	<-srvDone
-	if errors.Is(runErr, context.Canceled) {
+	if errors.Is(runErr, context.Canceled) || errors.Is(runErr, postgres.ErrSnapshotDone) {
 		return nil
 	}
 	return runErr
@@ -176,4 +177,13 @@ func deadLetterSet(c *config.Connector) string {
 func statusInterval() time.Duration {
 	d, _ := time.ParseDuration(os.Getenv("TILEFEED_STATUS_INTERVAL"))
 	return d
+}
+
+// terminal returns f when it is a terminal (the snapshot draws a progress
+// bar on it), else nil.
+func terminal(f *os.File) io.Writer {
+	if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+		return f
+	}
+	return nil
 }

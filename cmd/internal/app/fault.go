@@ -94,3 +94,15 @@ func (s faultStore) Put(ctx context.Context, recs []sink.Record) error {
 	s.f.hit("after-records")
 	return nil
 }
+
+// Truncate passes the store's Truncate on (snapshot.mode always and
+// when_needed need it).
+func (s faultStore) Truncate(ctx context.Context, set string) error {
+	tr, ok := s.Store.(interface {
+		Truncate(ctx context.Context, set string) error
+	})
+	if !ok {
+		return fmt.Errorf("the store cannot truncate set %s", set)
+	}
+	return tr.Truncate(ctx, set)
+}

@@ -27,19 +27,16 @@ type source struct {
 // openSource builds the source tilefeed.source names, checked and ready
 // to stream from the store's checkpoint.
 func openSource(ctx context.Context, c *config.Connector, st Store, engine *transform.Engine, log *slog.Logger, metrics *connector.Metrics, flt *fault) (source, error) {
-	cp, _, found, err := connector.LoadCheckpoint(ctx, st, c.Name)
+	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
 	if err != nil {
 		return source{}, err
 	}
 	if c.Source.Kind != "postgres" {
 		return openDebezium(c, log)
 	}
-	if found && cp.Resume == 0 && !cp.Pos.IsZero() {
-		return source{}, fmt.Errorf("%w: the initial snapshot of connector %q was interrupted (rows up to %s are in the store, the rest are not). Start it again from nothing: drop the slot (SELECT pg_drop_replication_slot('%s')), remove the connector's records and checkpoint (the embedded file %s, or the groups' sets and the _tilefeed record %q in Aerospike), and restart",
-			connector.ErrFatal, c.Name, cp.Pos, c.Postgres.SlotName, c.Sink.EmbeddedPath, c.Name)
-	}
 	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
-		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") }}, log, metrics)
+		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") },
+		Store: st, Connector: c.Name, Progress: terminal(os.Stderr)}, log, metrics)
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		return source{}, err
 	}

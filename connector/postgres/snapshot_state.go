@@ -1,0 +1,531 @@
+package postgres
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/connector"
+	"github.com/tilefeed/tilefeed/decode"
+	"github.com/tilefeed/tilefeed/sink"
+)
+
+// The snapshot's durable state lives in the sink, in the checkpoint set:
+//
+//	<connector>/snapshot             the progress record (JSON, bin "json")
+//	<connector>/snapshot/<id>/<part> a staged chunk: its rows as PostgreSQL
+//	                                 sent them (text), bin "rows"
+//
+// A chunk is staged before its rows go to the runtime, so a chunk whose
+// rows are partly durable when the process dies is replayed byte for byte
+// with the same positions; see docs/exactly-once.md.
+const (
+	// stagingPart bounds one staging record (Aerospike's record limit is
+	// 1 MiB by default); a bigger chunk takes several.
+	stagingPart = 512 << 10
+	// stagingTTL lets staging records orphaned by a crash (written, then
+	// the progress record that names them was not) disappear by themselves.
+	stagingTTL = 7 * 24 * time.Hour
+	// goneTTL is how a record that is no longer needed is removed: the
+	// store interface has no delete, so it is overwritten to expire.
+	goneTTL = time.Second
+)
+
+func progressKey(connectorName string) sink.Key {
+	return sink.Key{Set: sink.CheckpointSet, ID: connectorName + "/snapshot"}
+}
+
+// progress is the snapshot's durable progress.
+type progress struct {
+	// Slot is the slot's consistent point P1: snapshot rows take positions
+	// (Slot − 1, n) and streaming starts at Slot.
+	Slot uint64 `json:"slot"`
+	// At is the time the snapshot started: the clock of the window
+	// backfill for every chunk, across restarts.
+	At time.Time `json:"at"`
+	// Next is the next ordinal to give out; ordinals are never reused.
+	Next   uint32           `json:"next"`
+	Tables []*tableProgress `json:"tables"`
+	// Staged are the chunks handed to the runtime that may not be durable
+	// yet (and, for tables chunked by ctid, every chunk until the snapshot
+	// ends), in ordinal order.
+	Staged []*stagedChunk `json:"staged,omitempty"`
+	// Points are the consistent points of later reads (restarts), in order.
+	Points []uint64 `json:"points,omitempty"`
+	// Sent: every chunk has been handed over; the commit marker is Next.
+	Sent bool `json:"sent,omitempty"`
+
+	gen uint32
+}
+
+// tableProgress is one table's part of the snapshot.
+type tableProgress struct {
+	Name string `json:"name"`
+	// Key is the primary key when the table is read in key order; empty
+	// when it is read in ranges of ctid.
+	Key      []keyCol `json:"key,omitempty"`
+	Estimate int64    `json:"estimate"`
+	// Rows counts the rows staged (this table's done count).
+	Rows     int64      `json:"rows"`
+	Segments []*segment `json:"segments"`
+	// Reads are key ranges read at a later consistent point than Slot: a
+	// change committed before that point to a key in the range is in the
+	// read already, so the stream drops it.
+	Reads []keyRange `json:"reads,omitempty"`
+	// ReadAt, for a table read by ctid, is the consistent point of its
+	// (whole) read when it is not Slot.
+	ReadAt uint64 `json:"read_at,omitempty"`
+	// BlocksPerChunk is the ctid chunk size.
+	BlocksPerChunk int64 `json:"blocks_per_chunk,omitempty"`
+}
+
+type keyCol struct {
+	Name string `json:"name"`
+	OID  uint32 `json:"oid"`
+}
+
+// segment is a part of a table one worker reads in order: keys in
+// (Lo, Hi], or blocks [Block, To) (to the end when Open).
+type segment struct {
+	Lo    []string `json:"lo,omitempty"`
+	Hi    []string `json:"hi,omitempty"`
+	Last  []string `json:"last,omitempty"` // the last key staged
+	Block int64    `json:"block,omitempty"`
+	To    int64    `json:"to,omitempty"`
+	Open  bool     `json:"open,omitempty"`
+	Done  bool     `json:"done,omitempty"`
+}
+
+// keyRange is keys in (Lo, Hi] (nil: unbounded) read at Point.
+type keyRange struct {
+	Lo    []string `json:"lo,omitempty"`
+	Hi    []string `json:"hi,omitempty"`
+	Point uint64   `json:"point"`
+}
+
+// stagedChunk is a chunk handed to the runtime: rows First … First+Rows−1.
+type stagedChunk struct {
+	ID    string    `json:"id"`
+	Table string    `json:"table"`
+	First uint32    `json:"first"`
+	Rows  uint32    `json:"rows"`
+	Parts int       `json:"parts"`
+	At    time.Time `json:"at"`
+	// Of, when set, makes this a retraction: Delete events for the rows of
+	// staged chunk Of (whose staging it reads).
+	Of string `json:"of,omitempty"`
+	// Keep: the chunk's rows may have to be retracted (a table read by
+	// ctid, until the snapshot ends).
+	Keep      bool `json:"keep,omitempty"`
+	Retracted bool `json:"retracted,omitempty"`
+}
+
+func (c *stagedChunk) last() uint32 { return c.First + c.Rows - 1 }
+
+func stagingKey(connectorName, id string, part int) sink.Key {
+	return sink.Key{Set: sink.CheckpointSet, ID: fmt.Sprintf("%s/snapshot/%s/%d", connectorName, id, part)}
+}
+
+// maxPoint is the last consistent point any part was read at.
+func (p *progress) maxPoint() uint64 {
+	if len(p.Points) > 0 {
+		return p.Points[len(p.Points)-1]
+	}
+	return p.Slot
+}
+
+// durable returns how many snapshot ordinals cp covers.
+func (p *progress) durable(cp change.Position) uint32 {
+	switch {
+	case cp.LSN >= p.Slot:
+		return ^uint32(0)
+	case cp.LSN == p.Slot-1:
+		return cp.Ordinal
+	}
+	return 0
+}
+
+func (p *progress) table(name string) *tableProgress {
+	for _, t := range p.Tables {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
+func loadProgress(ctx context.Context, store connector.Store, name string) (*progress, error) {
+	recs, err := store.Get(ctx, []sink.Key{progressKey(name)})
+	if err != nil {
+		return nil, fmt.Errorf("read snapshot progress of connector %q: %w", name, err)
+	}
+	if recs[0].Gen == 0 {
+		return nil, nil
+	}
+	raw, _ := recs[0].Bins["json"].(string)
+	if raw == "" {
+		return nil, nil // expired: the snapshot and its handover are over
+	}
+	p := &progress{}
+	if err := json.Unmarshal([]byte(raw), p); err != nil {
+		return nil, fmt.Errorf("%w: snapshot progress of connector %q: %w", connector.ErrFatal, name, err)
+	}
+	p.gen = recs[0].Gen
+	return p, nil
+}
+
+// progressGen returns the generation of the progress record, 0 if none.
+func progressGen(ctx context.Context, store connector.Store, name string) (uint32, error) {
+	recs, err := store.Get(ctx, []sink.Key{progressKey(name)})
+	if err != nil {
+		return 0, fmt.Errorf("read snapshot progress of connector %q: %w", name, err)
+	}
+	return recs[0].Gen, nil
+}
+
+func (p *progress) record(name string) (sink.Record, error) {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return sink.Record{}, err
+	}
+	return sink.Record{Key: progressKey(name), Gen: p.gen, Bins: map[string]any{"json": string(b)}}, nil
+}
+
+// expireRecords makes keys disappear (the store interface has no delete).
+func expireRecords(ctx context.Context, store connector.Store, keys []sink.Key) error {
+	for len(keys) > 0 {
+		n := min(len(keys), 500)
+		have, err := store.Get(ctx, keys[:n])
+		if err != nil {
+			return err
+		}
+		var recs []sink.Record
+		for _, h := range have {
+			if h.Gen != 0 {
+				recs = append(recs, sink.Record{Key: h.Key, Gen: h.Gen, TTL: goneTTL, Bins: map[string]any{"gone": int64(1)}})
+			}
+		}
+		if len(recs) > 0 {
+			if err := store.Put(ctx, recs); err != nil {
+				return err
+			}
+		}
+		keys = keys[n:]
+	}
+	return nil
+}
+
+// Staged rows: the column names and type OIDs, then each row's values
+// as PostgreSQL sent them in text format (length+1, 0 for NULL). Replay
+// decodes them with decode.DecodeText, exactly as the first time.
+type rawRows struct {
+	cols []string
+	oids []uint32
+	buf  []byte
+	n    int
+}
+
+func newRawRows(cols []string, oids []uint32) *rawRows {
+	r := &rawRows{cols: cols, oids: oids}
+	r.buf = binary.AppendUvarint(r.buf, uint64(len(cols)))
+	for i, c := range cols {
+		r.buf = binary.AppendUvarint(r.buf, uint64(len(c)))
+		r.buf = append(r.buf, c...)
+		r.buf = binary.AppendUvarint(r.buf, uint64(oids[i]))
+	}
+	return r
+}
+
+func (r *rawRows) add(vals [][]byte) {
+	for _, v := range vals {
+		if v == nil {
+			r.buf = append(r.buf, 0)
+			continue
+		}
+		r.buf = binary.AppendUvarint(r.buf, uint64(len(v))+1)
+		r.buf = append(r.buf, v...)
+	}
+	r.n++
+}
+
+var errStaging = errors.New("staged snapshot chunk is corrupt")
+
+// decodeRawRows turns staged bytes back into rows.
+func decodeRawRows(types *pgtype.Map, b []byte) ([]change.Row, error) {
+	uv := func() (uint64, error) {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return 0, errStaging
+		}
+		b = b[n:]
+		return v, nil
+	}
+	bytesN := func(n uint64) ([]byte, error) {
+		if uint64(len(b)) < n {
+			return nil, errStaging
+		}
+		v := b[:n]
+		b = b[n:]
+		return v, nil
+	}
+	ncols, err := uv()
+	if err != nil || ncols > 1<<16 {
+		return nil, errStaging
+	}
+	cols := make([]string, ncols)
+	oids := make([]uint32, ncols)
+	for i := range cols {
+		l, err := uv()
+		if err != nil {
+			return nil, err
+		}
+		name, err := bytesN(l)
+		if err != nil {
+			return nil, err
+		}
+		cols[i] = string(name)
+		oid, err := uv()
+		if err != nil {
+			return nil, err
+		}
+		oids[i] = uint32(oid)
+	}
+	var rows []change.Row
+	for len(b) > 0 {
+		row := make(change.Row, ncols)
+		for i, c := range cols {
+			l, err := uv()
+			if err != nil {
+				return nil, err
+			}
+			if l == 0 {
+				row[c] = nil
+				continue
+			}
+			raw, err := bytesN(l - 1)
+			if err != nil {
+				return nil, err
+			}
+			v, err := decode.DecodeText(types, oids[i], raw)
+			if err != nil {
+				return nil, fmt.Errorf("column %s: %w", c, err)
+			}
+			row[c] = v
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+// readStaged reads a staged chunk's rows back from the store.
+func readStaged(ctx context.Context, store connector.Store, name string, c *stagedChunk, types *pgtype.Map) ([]change.Row, error) {
+	keys := make([]sink.Key, c.Parts)
+	for i := range keys {
+		keys[i] = stagingKey(name, c.ID, i)
+	}
+	recs, err := store.Get(ctx, keys)
+	if err != nil {
+		return nil, fmt.Errorf("read staged snapshot chunk %s: %w", c.ID, err)
+	}
+	var b []byte
+	for _, r := range recs {
+		part, _ := r.Bins["rows"].([]byte)
+		if r.Gen == 0 || part == nil {
+			return nil, fmt.Errorf("%w: staged snapshot chunk %s (%s) is missing from the sink", connector.ErrFatal, c.ID, r.Key)
+		}
+		b = append(b, part...)
+	}
+	rows, err := decodeRawRows(types, b)
+	if err != nil {
+		return nil, fmt.Errorf("%w: staged snapshot chunk %s: %w", connector.ErrFatal, c.ID, err)
+	}
+	if len(rows) != int(c.Rows) {
+		return nil, fmt.Errorf("%w: staged snapshot chunk %s holds %d rows, the progress record says %d", connector.ErrFatal, c.ID, len(rows), c.Rows)
+	}
+	return rows, nil
+}
+
+// snapFilter drops, while the stream is before the last consistent point
+// a part of the snapshot was read at, the row images that read already
+// holds: an image of a change committed before point P whose key lies in
+// a range read at P.
+type snapFilter struct {
+	max    uint64
+	tables map[string]*tableFilter
+}
+
+type tableFilter struct {
+	whole  uint64 // a table read by ctid: every row read at this point
+	key    []string
+	ranges []valueRange
+}
+
+type valueRange struct {
+	lo, hi []any
+	point  uint64
+}
+
+// newSnapFilter builds the stream filter from p; nil when the whole
+// snapshot was read at the slot's consistent point.
+func newSnapFilter(p *progress) (*snapFilter, error) {
+	if p == nil || p.maxPoint() <= p.Slot {
+		return nil, nil
+	}
+	types := pgtype.NewMap()
+	f := &snapFilter{max: p.maxPoint(), tables: map[string]*tableFilter{}}
+	for _, t := range p.Tables {
+		tf := &tableFilter{whole: t.ReadAt}
+		for _, k := range t.Key {
+			tf.key = append(tf.key, k.Name)
+		}
+		for _, r := range t.Reads {
+			lo, err := keyValues(types, t.Key, r.Lo)
+			if err != nil {
+				return nil, err
+			}
+			hi, err := keyValues(types, t.Key, r.Hi)
+			if err != nil {
+				return nil, err
+			}
+			tf.ranges = append(tf.ranges, valueRange{lo: lo, hi: hi, point: r.Point})
+		}
+		if tf.whole != 0 || len(tf.ranges) > 0 {
+			f.tables[t.Name] = tf
+		}
+	}
+	return f, nil
+}
+
+func keyValues(types *pgtype.Map, key []keyCol, text []string) ([]any, error) {
+	if text == nil {
+		return nil, nil
+	}
+	out := make([]any, len(key))
+	for i, k := range key {
+		v, err := decode.DecodeText(types, k.OID, []byte(text[i]))
+		if err != nil {
+			return nil, fmt.Errorf("%w: snapshot progress: key %s %q: %w", connector.ErrFatal, k.Name, text[i], err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// readPoint returns the consistent point the snapshot read row's key at
+// (0: the slot's, or unknown).
+func (tf *tableFilter) readPoint(row change.Row) uint64 {
+	if tf.whole != 0 {
+		return tf.whole
+	}
+	key := make([]any, len(tf.key))
+	for i, c := range tf.key {
+		v, ok := row[c]
+		if !ok || v == nil || v == change.Unchanged {
+			return 0
+		}
+		key[i] = v
+	}
+	var p uint64
+	for _, r := range tf.ranges {
+		if (r.lo == nil || compareKeys(key, r.lo) > 0) && (r.hi == nil || compareKeys(key, r.hi) <= 0) {
+			p = max(p, r.point)
+		}
+	}
+	return p
+}
+
+// apply returns ev without the images the snapshot already holds, and
+// false when nothing of it is left.
+func (f *snapFilter) apply(ev change.Event) (change.Event, bool) {
+	if ev.Op.IsMarker() || ev.Pos.LSN >= f.max {
+		return ev, true
+	}
+	tf := f.tables[ev.Table]
+	if tf == nil {
+		return ev, true
+	}
+	drop := func(row change.Row) bool { return row != nil && ev.Pos.LSN < tf.readPoint(row) }
+	switch ev.Op {
+	case change.Insert:
+		return ev, !drop(ev.After)
+	case change.Delete:
+		return ev, !drop(ev.Before)
+	case change.Update:
+		dropAfter := drop(ev.After)
+		dropBefore := dropAfter // no old image: the key did not change
+		if ev.Before != nil {
+			dropBefore = drop(ev.Before)
+		}
+		switch {
+		case dropAfter && dropBefore:
+			return ev, false
+		case dropAfter:
+			ev.Op, ev.After = change.Delete, nil
+		case dropBefore:
+			ev.Op, ev.Before = change.Insert, nil
+		}
+	}
+	return ev, true
+}
+
+// compareKeys compares primary keys the way PostgreSQL orders them, for
+// the types the snapshot reads in key order (integers, uuid, date and
+// timestamps, whose infinities decode as text).
+func compareKeys(a, b []any) int {
+	for i := range a {
+		if c := compareValue(a[i], b[i]); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+func compareValue(a, b any) int {
+	rank := func(v any) int {
+		switch v {
+		case "-infinity":
+			return -1
+		case "infinity":
+			return 1
+		}
+		return 0
+	}
+	if ra, rb := rank(a), rank(b); ra != 0 || rb != 0 {
+		return ra - rb
+	}
+	switch x := a.(type) {
+	case int64:
+		y, _ := b.(int64)
+		return cmpOrdered(x, y)
+	case string:
+		y, _ := b.(string)
+		return cmpOrdered(x, y)
+	case time.Time:
+		y, _ := b.(time.Time)
+		return x.Compare(y)
+	}
+	return 0
+}
+
+func cmpOrdered[T int64 | string](x, y T) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// orderableKey lists the key types whose order compareKeys reproduces.
+var orderableKey = []uint32{pgtype.Int2OID, pgtype.Int4OID, pgtype.Int8OID, pgtype.UUIDOID, pgtype.DateOID,
+	pgtype.TimestampOID, pgtype.TimestamptzOID}
+
+func isOrderable(oid uint32) bool { return slices.Contains(orderableKey, oid) }
