@@ -94,6 +94,9 @@ func sample() map[string]any {
 				"v:amount": map[any]any{"d:1.25": int64(2)}},
 			int64(1700000100): map[any]any{"n": int64(1)},
 		},
+		// Per-stream positions (Kafka partitions): lists inside a map.
+		"_src": map[any]any{"shop.public.orders/0": []any{int64(1) << 40, int64(5), int64(1)},
+			"shop.public.orders/1": []any{int64(0), int64(0), int64(3)}},
 	}
 }
 
