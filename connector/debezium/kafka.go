@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"net"
@@ -210,6 +211,38 @@ type partition struct {
 	conv  *Converter
 	next  int64 // offset after the last record sent; 0 before any
 	fresh bool  // no checkpointed offset: read from the log's start
+	// resume is the checkpointed offset; the records before it are read
+	// again only to seed group (see resent), never sent.
+	resume int64
+	seeds  []uint64 // hashes of the seed records in the checkpoint's group
+	group  group
+}
+
+// group remembers the records of the changes that share one (sequence[0],
+// lsn), the last such pair seen in the partition.
+//
+// The Converter numbers the changes of a pair 1, 2, … in the order they
+// come (the rows of a COPY share an LSN). When Debezium, restarted, sends
+// records again, the first one resent may follow a record of the same
+// pair (often itself), and counting would make it a new change. A record
+// whose bytes equal one of its pair's is a resend instead, and takes the
+// position it had.
+type group struct {
+	lsn, seq uint64
+	ords     map[uint64]uint32 // FNV-64a of the record value → ordinal
+}
+
+// maxGroup caps the records remembered per pair (a COPY of millions of
+// rows): beyond it, a resend within the pair is not recognized.
+const maxGroup = 1 << 16
+
+// seedWindow is how many records before the checkpointed offset are read
+// again to remember the checkpoint's pair, for a pair's ordinal n.
+func seedWindow(pos change.Position) int64 {
+	if pos.LSN == 0 && pos.Seq == 0 {
+		return 0 // snapshot rows: the Converter handles a snapshot sent again
+	}
+	return int64(min(pos.Ordinal, 256)) + 2 // the pair's records, and a tombstone
 }
 
 // Stream reads every partition of the topics from its checkpointed offset
@@ -227,7 +260,10 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 	parts := map[string]*partition{}
 	var topics map[string][]int32
 	for attempt := 0; ; attempt++ {
-		if topics, err = k.partitions(ctx, cl); err == nil || errors.Is(err, connector.ErrFatal) {
+		if topics, err = k.partitions(ctx, cl); err == nil {
+			err = k.consume(ctx, cl, from, parts, topics) // changes nothing when it fails to list
+		}
+		if err == nil || errors.Is(err, connector.ErrFatal) {
 			break
 		}
 		k.setHealth(err)
@@ -242,16 +278,17 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 		return err
 	}
 	k.setHealth(nil)
-	k.consume(cl, from, parts, topics)
 	k.log.Info("reading kafka", "topics", slices.Sorted(maps.Keys(topics)), "partitions", len(parts))
 
 	lastDiscovery := time.Now()
 	for {
 		if time.Since(lastDiscovery) >= k.rediscover {
 			lastDiscovery = time.Now()
-			if topics, err := k.partitions(ctx, cl); err == nil {
-				k.consume(cl, from, parts, topics)
-			} else if errors.Is(err, connector.ErrFatal) {
+			topics, err := k.partitions(ctx, cl)
+			if err == nil {
+				err = k.consume(ctx, cl, from, parts, topics)
+			}
+			if errors.Is(err, connector.ErrFatal) {
 				return err
 			}
 			// Otherwise the fetches fail too and say why.
@@ -279,11 +316,18 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 				return
 			}
 			k.noteHighWatermark(name, fp.HighWatermark)
-			if p.fresh && p.next == 0 && len(fp.Records) > 0 && fp.Records[0].Offset > 0 {
+			if p.fresh && p.next == 0 && len(fp.Records) > 0 && fp.Records[0].Offset > 0 && p.resume == 0 {
 				k.log.Warn("kafka partition does not start at offset 0: the records before were deleted (retention) or compacted before tilefeed read them, and the features miss their changes",
 					"partition", name, "first_offset", fp.Records[0].Offset)
 			}
 			for _, r := range fp.Records {
+				if r.Offset < p.resume {
+					p.seed(k.decode, r, from.Streams[name].Pos)
+					continue
+				}
+				if p.resume != 0 {
+					p.endSeed(from.Streams[name].Pos)
+				}
 				if sendErr = emit(ctx, out, k.event(p, r)); sendErr != nil {
 					return
 				}
@@ -297,8 +341,13 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 }
 
 // consume starts reading the partitions of topics that are not read yet:
-// at the checkpointed offset, else at the log's start.
-func (k *Kafka) consume(cl *kgo.Client, from connector.Checkpoint, parts map[string]*partition, topics map[string][]int32) {
+// at the checkpointed offset (a few records before it, to seed group),
+// else at the log's start.
+func (k *Kafka) consume(ctx context.Context, cl *kgo.Client, from connector.Checkpoint, parts map[string]*partition, topics map[string][]int32) error {
+	starts, err := logStarts(ctx, cl, topics)
+	if err != nil {
+		return err
+	}
 	add := map[string]map[int32]kgo.Offset{}
 	for topic, ps := range topics {
 		for _, n := range ps {
@@ -310,7 +359,12 @@ func (k *Kafka) consume(cl *kgo.Client, from connector.Checkpoint, parts map[str
 			p := &partition{name: name, conv: NewConverter(sp.Pos), fresh: !ok || sp.Offset == 0}
 			off := kgo.NewOffset().AtStart()
 			if !p.fresh {
-				off = kgo.NewOffset().At(sp.Offset)
+				if sp.Offset < starts[name] {
+					return fmt.Errorf("%w: %w: %s starts at offset %d, after the checkpointed offset %d: retention deleted records tilefeed had not read (or the topic was recreated); the features miss their changes: rebuild them from an empty sink",
+						connector.ErrFatal, ErrPartitionLost, name, starts[name], sp.Offset)
+				}
+				p.resume = sp.Offset
+				off = kgo.NewOffset().At(max(sp.Offset-seedWindow(sp.Pos), starts[name]))
 			}
 			if len(parts) > 0 {
 				k.log.Info("new kafka partition: reading it from its start", "partition", name)
@@ -323,6 +377,38 @@ func (k *Kafka) consume(cl *kgo.Client, from connector.Checkpoint, parts map[str
 		}
 	}
 	cl.AddConsumePartitions(add)
+	return nil
+}
+
+// logStarts returns the first offset of each partition.
+func logStarts(ctx context.Context, cl *kgo.Client, topics map[string][]int32) (map[string]int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	for topic, ps := range topics {
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		for _, n := range ps {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = n, -2 // earliest
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, fmt.Errorf("kafka log start offsets: %w", err)
+	}
+	out := map[string]int64{}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return nil, fmt.Errorf("kafka log start offset of %s: %w", streamName(t.Topic, p.Partition), err)
+			}
+			out[streamName(t.Topic, p.Partition)] = p.Offset
+		}
+	}
+	return out, nil
 }
 
 // partitions lists the partitions of the topics to read. A missing topic,
@@ -380,6 +466,9 @@ func (k *Kafka) event(p *partition, r *kgo.Record) change.Event {
 	if err == nil {
 		ev, ok, err = p.conv.Event(&env)
 	}
+	if err == nil && ok && counted(&env) {
+		p.resent(&ev, r.Value)
+	}
 	switch {
 	case err != nil:
 		ev = Invalid(origin, r.Value, err)
@@ -390,6 +479,66 @@ func (k *Kafka) event(p *partition, r *kgo.Record) change.Event {
 	}
 	ev.Stream, ev.Offset, ev.Origin = p.name, r.Offset+1, origin
 	return ev
+}
+
+// counted reports whether the Converter numbered env within its pair:
+// not a snapshot row, and no transaction.total_order to take.
+func counted(env *decode.Envelope) bool {
+	return env.Event.Op != change.Read && (env.TxOrder == nil || env.TxOrder.TotalOrder == 0)
+}
+
+// resent gives a record Debezium sent again the position it had (see
+// group).
+func (p *partition) resent(ev *change.Event, value []byte) {
+	h := fnv.New64a()
+	h.Write(value)
+	sum := h.Sum64()
+	g := &p.group
+	if ev.Pos.LSN != g.lsn || ev.Pos.Seq != g.seq || g.ords == nil {
+		*g = group{lsn: ev.Pos.LSN, seq: ev.Pos.Seq, ords: map[uint64]uint32{sum: ev.Pos.Ordinal}}
+		return
+	}
+	if ord, ok := g.ords[sum]; ok {
+		ev.Pos.Ordinal = ord
+		p.conv.Reset(ev.Pos)
+		return
+	}
+	if len(g.ords) < maxGroup {
+		g.ords[sum] = ev.Pos.Ordinal
+	}
+}
+
+// seed remembers a record before the checkpointed offset when it belongs
+// to the checkpoint's pair.
+func (p *partition) seed(decodeRecord func(key, value []byte) (decode.Envelope, error), r *kgo.Record, last change.Position) {
+	env, err := decodeRecord(r.Key, r.Value)
+	if err != nil || !counted(&env) {
+		return
+	}
+	ev, ok, err := NewConverter(change.Position{}).Event(&env)
+	if err != nil || !ok || ev.Pos.LSN != last.LSN || ev.Pos.Seq != last.Seq {
+		return
+	}
+	h := fnv.New64a()
+	h.Write(r.Value)
+	if sum := h.Sum64(); !slices.Contains(p.seeds, sum) {
+		p.seeds = append(p.seeds, sum)
+	}
+}
+
+// endSeed numbers the seeds: the last is the checkpoint's change, the
+// ones before it precede it.
+func (p *partition) endSeed(last change.Position) {
+	if len(p.seeds) > 0 {
+		p.group = group{lsn: last.LSN, seq: last.Seq, ords: map[uint64]uint32{}}
+		for i, sum := range p.seeds {
+			back := uint32(len(p.seeds) - 1 - i)
+			if back < last.Ordinal {
+				p.group.ords[sum] = last.Ordinal - back
+			}
+		}
+	}
+	p.seeds, p.resume = nil, 0
 }
 
 // fetchErrors returns the error that must stop the source, and notes the
@@ -473,13 +622,10 @@ func (k *Kafka) setLag(name string, hwm int64) {
 func (k *Kafka) Ready() error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.health != nil {
-		return k.health
-	}
 	for _, id := range slices.Sorted(maps.Keys(k.brokerErr)) {
 		return k.brokerErr[id]
 	}
-	return nil
+	return k.health
 }
 
 func (k *Kafka) setHealth(err error) {
