@@ -65,7 +65,8 @@ const (
 // partition or, with topics.regex, a topic created while running is read
 // from its start. Records are read with isolation read_committed, so the
 // records of aborted transactions (Kafka Connect's exactly-once source
-// support) never arrive.
+// support) never arrive. A record Debezium sends again takes the position
+// it had (see group). docs/kafka-source.md gives the reasons.
 type Kafka struct {
 	topics  []string
 	regex   *regexp.Regexp
