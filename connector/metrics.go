@@ -28,6 +28,7 @@ type Metrics struct {
 	SnapshotDone      *prometheus.GaugeVec
 	SnapshotEstimated *prometheus.GaugeVec
 	SnapshotChunks    *prometheus.CounterVec
+	KafkaLag          *prometheus.GaugeVec
 }
 
 // NewMetrics creates the catalog and registers it on reg.
@@ -58,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SlotLagBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_replication_slot_lag_bytes",
 			Help: "Bytes of WAL between the server's current position and the slot's confirmed flush position."}),
 		SourceConnected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_source_connected",
-			Help: "1 while the replication connection is up."}),
+			Help: "1 while the source is connected: the replication connection, or every Kafka broker tried last."}),
 		CacheEntities: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_cache_entities",
 			Help: "Entity records held decoded in memory."}),
 		SnapshotRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_snapshot_rows_total",
@@ -69,11 +70,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Rows the snapshot expects to read (pg_class.reltuples when it started), by table."}, []string{"table"}),
 		SnapshotChunks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_snapshot_chunks_total",
 			Help: "Snapshot chunks by origin: read (from the database) or replayed (from the sink's write-ahead staging after a restart)."}, []string{"origin"}),
+		KafkaLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_kafka_lag_records",
+			Help: "Records of a Kafka partition not yet durable in the sink: its high watermark minus the checkpointed offset."}, []string{"topic", "partition"}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_dead_letters_total",
 			Help: "Changes a feature group could not use, written to the dead-letter set (errors.tolerance=all)."}),
 	}
 	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.SnapshotDone, m.SnapshotEstimated, m.SnapshotChunks, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
-		m.SlotLagBytes, m.SourceConnected, m.CacheEntities)
+		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.KafkaLag)
 	return m
 }

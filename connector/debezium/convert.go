@@ -1,6 +1,7 @@
 package debezium
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -186,4 +187,14 @@ func Invalid(origin string, raw []byte, err error) change.Event {
 		raw = raw[:keep]
 	}
 	return change.Event{Op: change.Invalid, Origin: origin, Err: err, Raw: raw}
+}
+
+// emit sends ev, blocking while out is full, until ctx ends.
+func emit(ctx context.Context, out chan<- change.Event, ev change.Event) error {
+	select {
+	case out <- ev:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

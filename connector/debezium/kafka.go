@@ -1,0 +1,665 @@
+package debezium
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/connector"
+	"github.com/tilefeed/tilefeed/decode"
+)
+
+var (
+	// ErrTopicMissing reports a Kafka topic to read that does not exist.
+	ErrTopicMissing = errors.New("kafka topic does not exist")
+	// ErrPartitionLost reports records of a partition that are gone before
+	// tilefeed read them (retention, a truncated log, a recreated topic):
+	// the changes they held would be missing from the features.
+	ErrPartitionLost = errors.New("kafka partition lost records tilefeed had not read")
+)
+
+// Bounds on what franz-go buffers while the runtime is busy: at most
+// maxConcurrentFetches fetches of at most fetchMaxBytes each, plus the
+// pollRecords records in hand.
+const (
+	fetchMaxBytes        = 8 << 20
+	maxConcurrentFetches = 2
+	pollRecords          = 1000
+)
+
+// Kafka is the source of Debezium change events in Kafka topics. Each
+// topic partition is one ordered stream, named "<topic>/<partition>",
+// with its own Converter; the runtime keeps each partition's next offset
+// in the sink's checkpoint, beside the data it covers, and Stream starts
+// every partition exactly there. No consumer group is used: Kafka's
+// committed offsets could run ahead of or behind the sink, the
+// checkpoint cannot.
+//
+// Every record reaches the runtime as one event carrying the partition's
+// next offset: a change, a heartbeat for a record that carries none
+// (tombstone, transaction metadata, logical decoding message), or an
+// Invalid event for a record that does not decode (errors.tolerance
+// decides). Nothing is dropped silently.
+//
+// Partitions are listed when Stream starts and again every minute; a
+// partition or, with topics.regex, a topic created while running is read
+// from its start. Records are read with isolation read_committed, so the
+// records of aborted transactions (Kafka Connect's exactly-once source
+// support) never arrive. A record Debezium sends again takes the position
+// it had (see group). docs/kafka-source.md gives the reasons.
+type Kafka struct {
+	topics  []string
+	regex   *regexp.Regexp
+	brokers []string
+	opts    []kgo.Opt
+	decode  func(key, value []byte) (decode.Envelope, error)
+	log     *slog.Logger
+	metrics *connector.Metrics
+
+	// idle is how long the partitions stay quiet before the progress of
+	// records that carried no change is sent again (the runtime makes idle
+	// progress durable only every IdleCheckpoint).
+	idle time.Duration
+	// rediscover is how often partitions and topics are listed again.
+	rediscover time.Duration
+
+	mu        sync.Mutex
+	health    error                          // why Kafka cannot be read now; nil when it can
+	brokerErr map[int32]error                // failed connection attempts, by broker node
+	durable   map[string]connector.StreamPos // last acknowledged; never modified
+	hwm       map[string]int64               // high watermarks, by stream
+}
+
+// NewKafka returns a source reading topics (resolved by the caller: the
+// topics property, or DefaultTopics) or, when cfg.Kafka.TopicsRegex is
+// set, the topics it matches when Stream starts. Nothing connects until
+// Stream.
+func NewKafka(cfg config.Source, topics []string, dec *decode.Debezium, log *slog.Logger, m *connector.Metrics) (*Kafka, error) {
+	var errs []error
+	kc := cfg.Kafka
+	if len(kc.Brokers) == 0 {
+		errs = append(errs, errors.New("kafka.bootstrap.servers: no brokers"))
+	}
+	if len(topics) == 0 && kc.TopicsRegex == nil {
+		errs = append(errs, errors.New("topics: no Kafka topics to read (set topics or topics.regex)"))
+	}
+	format, err := ParseFormat(cfg.ValueConverter)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("value.converter: %w", err))
+	}
+	keyFormat, err := ParseFormat(cfg.KeyConverter)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("key.converter: %w", err))
+	}
+	if cfg.KeyConverter == "" {
+		keyFormat = format
+	}
+	security, err := securityOpts(kc)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+
+	k := &Kafka{
+		topics: slices.Clone(topics), regex: kc.TopicsRegex, brokers: kc.Brokers, log: log, metrics: m,
+		idle: time.Second, rediscover: time.Minute,
+		health:    errors.New("kafka: not connected yet"),
+		brokerErr: map[int32]error{}, hwm: map[string]int64{},
+	}
+	// The key is decoded (and so checked) when it is in the value's format;
+	// tilefeed reads entities from the row images, never from the key.
+	withKey := keyFormat == format
+	k.decode = func(key, value []byte) (decode.Envelope, error) {
+		if !withKey {
+			key = nil
+		}
+		if format == Avro {
+			return dec.DecodeAvro(key, value)
+		}
+		return dec.DecodeJSON(key, value)
+	}
+	k.opts = append(security,
+		kgo.SeedBrokers(kc.Brokers...),
+		kgo.ClientID("tilefeed"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
+		// An offset that is not in the log any more is an error, never a
+		// silent jump to the start or the end.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.FetchMaxBytes(fetchMaxBytes),
+		kgo.MaxConcurrentFetches(maxConcurrentFetches),
+		kgo.WithHooks(brokerHook{k}),
+	)
+	return k, nil
+}
+
+// securityOpts turns kafka.security.protocol and the SASL properties into
+// client options. TLS verifies the brokers against the system's roots.
+func securityOpts(kc config.Kafka) ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	useTLS, useSASL := false, false
+	switch kc.SecurityProtocol {
+	case "", "PLAINTEXT":
+	case "SSL":
+		useTLS = true
+	case "SASL_PLAINTEXT":
+		useSASL = true
+	case "SASL_SSL":
+		useTLS, useSASL = true, true
+	default:
+		return nil, fmt.Errorf("kafka.security.protocol: %q is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", kc.SecurityProtocol)
+	}
+	if useTLS {
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+	}
+	if !useSASL {
+		return opts, nil
+	}
+	if kc.SASLUser == "" {
+		return nil, fmt.Errorf("kafka.sasl.username: required when kafka.security.protocol is %s", kc.SecurityProtocol)
+	}
+	var mech sasl.Mechanism
+	switch kc.SASLMechanism {
+	case "", "PLAIN":
+		mech = plain.Auth{User: kc.SASLUser, Pass: string(kc.SASLPassword)}.AsMechanism()
+	case "SCRAM-SHA-256":
+		mech = scram.Auth{User: kc.SASLUser, Pass: string(kc.SASLPassword)}.AsSha256Mechanism()
+	case "SCRAM-SHA-512":
+		mech = scram.Auth{User: kc.SASLUser, Pass: string(kc.SASLPassword)}.AsSha512Mechanism()
+	default:
+		return nil, fmt.Errorf("kafka.sasl.mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", kc.SASLMechanism)
+	}
+	return append(opts, kgo.SASL(mech)), nil
+}
+
+// DefaultTopics returns the topics Debezium writes the tables to by
+// default, <topic.prefix>.<schema>.<table>, sorted and without repeats;
+// tables are schema-qualified ("public.orders").
+func DefaultTopics(prefix string, tables []string) []string {
+	out := make([]string, 0, len(tables))
+	for _, t := range tables {
+		out = append(out, prefix+"."+t)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// partition is one stream's reading state, owned by Stream's goroutine.
+type partition struct {
+	name  string // "<topic>/<partition>"
+	conv  *Converter
+	next  int64 // offset after the last record sent; 0 before any
+	fresh bool  // no checkpointed offset: read from the log's start
+	// resume is the checkpointed offset; the records before it are read
+	// again only to seed group (see resent), never sent.
+	resume int64
+	seeds  []uint64 // hashes of the seed records in the checkpoint's group
+	group  group
+}
+
+// group remembers the records of the changes that share one (sequence[0],
+// lsn), the last such pair seen in the partition.
+//
+// The Converter numbers the changes of a pair 1, 2, … in the order they
+// come (the rows of a COPY share an LSN). When Debezium, restarted, sends
+// records again, the first one resent may follow a record of the same
+// pair (often itself), and counting would make it a new change. A record
+// whose bytes equal one of its pair's is a resend instead, and takes the
+// position it had.
+type group struct {
+	lsn, seq uint64
+	ords     map[uint64]uint32 // FNV-64a of the record value → ordinal
+}
+
+// maxGroup caps the records remembered per pair (a COPY of millions of
+// rows): beyond it, a resend within the pair is not recognized.
+const maxGroup = 1 << 16
+
+// seedWindow is how many records before the checkpointed offset are read
+// again to remember the checkpoint's pair, for a pair's ordinal n.
+func seedWindow(pos change.Position) int64 {
+	if pos.LSN == 0 && pos.Seq == 0 {
+		return 0 // snapshot rows: the Converter handles a snapshot sent again
+	}
+	return int64(min(pos.Ordinal, 256)) + 2 // the pair's records, and a tombstone
+}
+
+// Stream reads every partition of the topics from its checkpointed offset
+// (from its start when the checkpoint has none) and sends one event per
+// record, blocking while out is full. Unreachable brokers are retried
+// (Ready says why nothing arrives); a missing topic or lost records stop
+// it with an error marked connector.ErrFatal.
+func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<- change.Event) error {
+	cl, err := kgo.NewClient(k.opts...)
+	if err != nil {
+		return fmt.Errorf("%w: kafka client: %w", connector.ErrFatal, err)
+	}
+	defer cl.Close()
+
+	parts := map[string]*partition{}
+	var topics map[string][]int32
+	for attempt := 0; ; attempt++ {
+		if topics, err = k.partitions(ctx, cl); err == nil {
+			err = k.consume(ctx, cl, from, parts, topics) // changes nothing when it fails to list
+		}
+		if err == nil || errors.Is(err, connector.ErrFatal) {
+			break
+		}
+		k.setHealth(err)
+		select {
+		case <-time.After(min(200*time.Millisecond<<min(attempt, 6), 10*time.Second)):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err != nil {
+		k.setHealth(err)
+		return err
+	}
+	k.setHealth(nil)
+	k.log.Info("reading kafka", "topics", slices.Sorted(maps.Keys(topics)), "partitions", len(parts))
+
+	lastDiscovery := time.Now()
+	for {
+		if time.Since(lastDiscovery) >= k.rediscover {
+			lastDiscovery = time.Now()
+			topics, err := k.partitions(ctx, cl)
+			if err == nil {
+				err = k.consume(ctx, cl, from, parts, topics)
+			}
+			if errors.Is(err, connector.ErrFatal) {
+				return err
+			}
+			// Otherwise the fetches fail too and say why.
+		}
+		pollCtx, cancel := context.WithTimeout(ctx, k.idle)
+		fetches := cl.PollRecords(pollCtx, pollRecords)
+		cancel()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err := k.fetchErrors(fetches); err != nil {
+			return err
+		}
+		if fetches.NumRecords() == 0 {
+			if err := k.resendIdle(ctx, parts, out); err != nil {
+				return err
+			}
+			continue
+		}
+		var sendErr error
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			name := streamName(fp.Topic, fp.Partition)
+			p := parts[name]
+			if sendErr != nil || p == nil {
+				return
+			}
+			k.noteHighWatermark(name, fp.HighWatermark)
+			if p.fresh && p.next == 0 && len(fp.Records) > 0 && fp.Records[0].Offset > 0 && p.resume == 0 {
+				k.log.Warn("kafka partition does not start at offset 0: the records before were deleted (retention) or compacted before tilefeed read them, and the features miss their changes",
+					"partition", name, "first_offset", fp.Records[0].Offset)
+			}
+			for _, r := range fp.Records {
+				if r.Offset < p.resume {
+					p.seed(k.decode, r, from.Streams[name].Pos)
+					continue
+				}
+				if p.resume != 0 {
+					p.endSeed(from.Streams[name].Pos)
+				}
+				if sendErr = emit(ctx, out, k.event(p, r)); sendErr != nil {
+					return
+				}
+				p.next = r.Offset + 1
+			}
+		})
+		if sendErr != nil {
+			return sendErr
+		}
+	}
+}
+
+// consume starts reading the partitions of topics that are not read yet:
+// at the checkpointed offset (a few records before it, to seed group),
+// else at the log's start.
+func (k *Kafka) consume(ctx context.Context, cl *kgo.Client, from connector.Checkpoint, parts map[string]*partition, topics map[string][]int32) error {
+	starts, err := logStarts(ctx, cl, topics)
+	if err != nil {
+		return err
+	}
+	add := map[string]map[int32]kgo.Offset{}
+	for topic, ps := range topics {
+		for _, n := range ps {
+			name := streamName(topic, n)
+			if parts[name] != nil {
+				continue
+			}
+			sp, ok := from.Streams[name]
+			p := &partition{name: name, conv: NewConverter(sp.Pos), fresh: !ok || sp.Offset == 0}
+			off := kgo.NewOffset().AtStart()
+			if !p.fresh {
+				if sp.Offset < starts[name] {
+					return fmt.Errorf("%w: %w: %s starts at offset %d, after the checkpointed offset %d: retention deleted records tilefeed had not read (or the topic was recreated); the features miss their changes: rebuild them from an empty sink",
+						connector.ErrFatal, ErrPartitionLost, name, starts[name], sp.Offset)
+				}
+				p.resume = sp.Offset
+				off = kgo.NewOffset().At(max(sp.Offset-seedWindow(sp.Pos), starts[name]))
+			}
+			if len(parts) > 0 {
+				k.log.Info("new kafka partition: reading it from its start", "partition", name)
+			}
+			parts[name] = p
+			if add[topic] == nil {
+				add[topic] = map[int32]kgo.Offset{}
+			}
+			add[topic][n] = off
+		}
+	}
+	cl.AddConsumePartitions(add)
+	return nil
+}
+
+// logStarts returns the first offset of each partition.
+func logStarts(ctx context.Context, cl *kgo.Client, topics map[string][]int32) (map[string]int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	for topic, ps := range topics {
+		rt := kmsg.NewListOffsetsRequestTopic()
+		rt.Topic = topic
+		for _, n := range ps {
+			rp := kmsg.NewListOffsetsRequestTopicPartition()
+			rp.Partition, rp.Timestamp = n, -2 // earliest
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, fmt.Errorf("kafka log start offsets: %w", err)
+	}
+	out := map[string]int64{}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+				return nil, fmt.Errorf("kafka log start offset of %s: %w", streamName(t.Topic, p.Partition), err)
+			}
+			out[streamName(t.Topic, p.Partition)] = p.Offset
+		}
+	}
+	return out, nil
+}
+
+// partitions lists the partitions of the topics to read. A missing topic,
+// or a regex that matches none, is fatal; anything else is worth a retry.
+func (k *Kafka) partitions(ctx context.Context, cl *kgo.Client) (map[string][]int32, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	if k.regex == nil {
+		for _, t := range k.topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(t)
+			req.Topics = append(req.Topics, rt)
+		}
+	} // else nil Topics: every topic
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, fmt.Errorf("kafka metadata from %s: %w", strings.Join(k.brokers, ","), err)
+	}
+	out := map[string][]int32{}
+	var missing []string
+	for _, t := range resp.Topics {
+		if t.Topic == nil || (k.regex != nil && (t.IsInternal || !k.regex.MatchString(*t.Topic))) {
+			continue
+		}
+		switch err := kerr.ErrorForCode(t.ErrorCode); {
+		case errors.Is(err, kerr.UnknownTopicOrPartition):
+			missing = append(missing, *t.Topic)
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("kafka topic %q: %w", *t.Topic, err)
+		}
+		for _, p := range t.Partitions {
+			out[*t.Topic] = append(out[*t.Topic], p.Partition)
+		}
+		slices.Sort(out[*t.Topic])
+	}
+	switch {
+	case len(missing) > 0:
+		slices.Sort(missing)
+		return nil, fmt.Errorf("%w: %w: %s; check the topics property (default <topic.prefix>.<schema>.<table> of each feature table) and that Debezium has written to it (it creates a table's topic with the first event)",
+			connector.ErrFatal, ErrTopicMissing, strings.Join(missing, ", "))
+	case k.regex != nil && len(out) == 0:
+		return nil, fmt.Errorf("%w: %w: topics.regex %s matches no topic", connector.ErrFatal, ErrTopicMissing, k.regex)
+	}
+	return out, nil
+}
+
+// event turns one record into the event that reports it.
+func (k *Kafka) event(p *partition, r *kgo.Record) change.Event {
+	origin := p.name + "@" + strconv.FormatInt(r.Offset, 10)
+	env, err := k.decode(r.Key, r.Value)
+	var ev change.Event
+	var ok bool
+	if err == nil {
+		ev, ok, err = p.conv.Event(&env)
+	}
+	if err == nil && ok && counted(&env) {
+		p.resent(&ev, r.Value)
+	}
+	switch {
+	case err != nil:
+		ev = Invalid(origin, r.Value, err)
+	case !ok:
+		// No change, but the partition moved on: say so, so that the
+		// offset becomes durable.
+		ev = change.Event{Op: change.Heartbeat}
+	}
+	ev.Stream, ev.Offset, ev.Origin = p.name, r.Offset+1, origin
+	return ev
+}
+
+// counted reports whether the Converter numbered env within its pair:
+// not a snapshot row, and no transaction.total_order to take.
+func counted(env *decode.Envelope) bool {
+	return env.Event.Op != change.Read && (env.TxOrder == nil || env.TxOrder.TotalOrder == 0)
+}
+
+// resent gives a record Debezium sent again the position it had (see
+// group).
+func (p *partition) resent(ev *change.Event, value []byte) {
+	h := fnv.New64a()
+	h.Write(value)
+	sum := h.Sum64()
+	g := &p.group
+	if ev.Pos.LSN != g.lsn || ev.Pos.Seq != g.seq || g.ords == nil {
+		*g = group{lsn: ev.Pos.LSN, seq: ev.Pos.Seq, ords: map[uint64]uint32{sum: ev.Pos.Ordinal}}
+		return
+	}
+	if ord, ok := g.ords[sum]; ok {
+		ev.Pos.Ordinal = ord
+		p.conv.Reset(ev.Pos)
+		return
+	}
+	if len(g.ords) < maxGroup {
+		g.ords[sum] = ev.Pos.Ordinal
+	}
+}
+
+// seed remembers a record before the checkpointed offset when it belongs
+// to the checkpoint's pair.
+func (p *partition) seed(decodeRecord func(key, value []byte) (decode.Envelope, error), r *kgo.Record, last change.Position) {
+	env, err := decodeRecord(r.Key, r.Value)
+	if err != nil || !counted(&env) {
+		return
+	}
+	ev, ok, err := NewConverter(change.Position{}).Event(&env)
+	if err != nil || !ok || ev.Pos.LSN != last.LSN || ev.Pos.Seq != last.Seq {
+		return
+	}
+	h := fnv.New64a()
+	h.Write(r.Value)
+	if sum := h.Sum64(); !slices.Contains(p.seeds, sum) {
+		p.seeds = append(p.seeds, sum)
+	}
+}
+
+// endSeed numbers the seeds: the last is the checkpoint's change, the
+// ones before it precede it.
+func (p *partition) endSeed(last change.Position) {
+	if len(p.seeds) > 0 {
+		p.group = group{lsn: last.LSN, seq: last.Seq, ords: map[uint64]uint32{}}
+		for i, sum := range p.seeds {
+			back := uint32(len(p.seeds) - 1 - i)
+			if back < last.Ordinal {
+				p.group.ords[sum] = last.Ordinal - back
+			}
+		}
+	}
+	p.seeds, p.resume = nil, 0
+}
+
+// fetchErrors returns the error that must stop the source, and notes the
+// ones franz-go retries by itself, for Ready.
+func (k *Kafka) fetchErrors(fetches kgo.Fetches) error {
+	var retried error
+	for _, fe := range fetches.Errors() {
+		name := streamName(fe.Topic, fe.Partition)
+		var loss *kgo.ErrDataLoss
+		switch {
+		case errors.Is(fe.Err, context.DeadlineExceeded), errors.Is(fe.Err, context.Canceled):
+			// the poll's own timeout, or a stop
+		case errors.As(fe.Err, &loss):
+			return fmt.Errorf("%w: %w: %s: offsets %d to %d are gone (unclean leader election or a truncated log); the features miss their changes: rebuild them from an empty sink",
+				connector.ErrFatal, ErrPartitionLost, name, loss.ResetTo, loss.ConsumedTo)
+		case errors.Is(fe.Err, kerr.OffsetOutOfRange):
+			return fmt.Errorf("%w: %w: %s: the checkpointed offset is not in the log any more (retention deleted records tilefeed had not read, or the topic was recreated); the features miss their changes: rebuild them from an empty sink",
+				connector.ErrFatal, ErrPartitionLost, name)
+		case errors.Is(fe.Err, kerr.UnknownTopicOrPartition), errors.Is(fe.Err, kerr.UnknownTopicID):
+			return fmt.Errorf("%w: %w: %s was deleted while tilefeed read it", connector.ErrFatal, ErrTopicMissing, name)
+		default:
+			retried = fmt.Errorf("kafka %s: %w", name, fe.Err)
+			k.metrics.Errors.WithLabelValues("source").Inc()
+		}
+	}
+	if retried != nil {
+		k.setHealth(retried)
+	} else if fetches.NumRecords() > 0 {
+		k.setHealth(nil)
+	}
+	return nil
+}
+
+// resendIdle tells the runtime again how far each partition was read when
+// that is past what is durable: the last records of a partition may carry
+// no change, and the runtime writes such progress only when it has been
+// idle for a while.
+func (k *Kafka) resendIdle(ctx context.Context, parts map[string]*partition, out chan<- change.Event) error {
+	k.mu.Lock()
+	durable := k.durable
+	k.mu.Unlock()
+	for _, name := range slices.Sorted(maps.Keys(parts)) {
+		p := parts[name]
+		if p.next == 0 || p.next <= durable[name].Offset {
+			continue
+		}
+		if err := emit(ctx, out, change.Event{Op: change.Heartbeat, Stream: name, Offset: p.next}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Ack records what is durable: Kafka itself is told nothing, since the
+// offsets live in the sink. It updates the lag metric.
+func (k *Kafka) Ack(cp connector.Checkpoint) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.durable = cp.Streams
+	for name, hwm := range k.hwm {
+		k.setLag(name, hwm)
+	}
+}
+
+func (k *Kafka) noteHighWatermark(name string, hwm int64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.hwm[name] = hwm
+	k.setLag(name, hwm)
+}
+
+// setLag sets the records of name between the durable offset and hwm;
+// k.mu is held.
+func (k *Kafka) setLag(name string, hwm int64) {
+	i := strings.LastIndexByte(name, '/')
+	k.metrics.KafkaLag.WithLabelValues(name[:i], name[i+1:]).Set(float64(max(hwm-k.durable[name].Offset, 0)))
+}
+
+// Ready reports why Kafka cannot be read now (brokers unreachable,
+// failing fetches, not started), or nil.
+func (k *Kafka) Ready() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, id := range slices.Sorted(maps.Keys(k.brokerErr)) {
+		return k.brokerErr[id]
+	}
+	return k.health
+}
+
+func (k *Kafka) setHealth(err error) {
+	k.mu.Lock()
+	k.health = err
+	k.mu.Unlock()
+}
+
+// brokerHook follows connection attempts to the brokers, for Ready and
+// tilefeed_source_connected.
+type brokerHook struct{ k *Kafka }
+
+func (h brokerHook) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	k := h.k
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if err != nil {
+		addr := net.JoinHostPort(meta.Host, strconv.Itoa(int(meta.Port)))
+		k.brokerErr[meta.NodeID] = fmt.Errorf("kafka broker %s unreachable (retrying): %w", addr, err)
+		k.metrics.SourceConnected.Set(0)
+		return
+	}
+	delete(k.brokerErr, meta.NodeID)
+	if meta.NodeID >= 0 {
+		// Seeds (negative ids) are only for the first metadata: once a
+		// broker answers, their failures no longer matter.
+		maps.DeleteFunc(k.brokerErr, func(id int32, _ error) bool { return id < 0 })
+	}
+	if len(k.brokerErr) == 0 {
+		k.metrics.SourceConnected.Set(1)
+	}
+}
+
+func streamName(topic string, partition int32) string {
+	return topic + "/" + strconv.FormatInt(int64(partition), 10)
+}
