@@ -139,8 +139,8 @@ type Status struct {
 	ChangesTotal int64                  `json:"changes_applied"`
 	// Offsets are where each stream of a multi-stream source resumes (a
 	// Kafka partition's next offset), as durable.
-	Offsets map[string]int64 `json:"stream_offsets,omitempty"`
-	DeadLetters  int64                  `json:"dead_letters"`
+	Offsets     map[string]int64 `json:"stream_offsets,omitempty"`
+	DeadLetters int64            `json:"dead_letters"`
 }
 
 // GroupStatus counts one feature group's work.

@@ -59,23 +59,24 @@ var ErrSnapshotRestarted = errors.New("debezium sent snapshot rows again")
 // the same way from the snapshot's first row (source.snapshot "first"),
 // which sorts them before every streamed change.
 //
-// What the numbering of a run cannot recognize is a change sent again
-// after tilefeed restarted in the middle of that run: the run's changes
-// are remembered in memory only. Transaction metadata
-// (provide.transaction.metadata=true) makes streamed positions exact in
-// that case too.
+// What the numbering of a run cannot recognize by itself is a change sent
+// again after tilefeed restarted in the middle of that run: the run's
+// changes are remembered in memory. Seed gives them back (the Kafka source
+// reads the records before its checkpointed offset again for it).
+// Transaction metadata (provide.transaction.metadata=true) makes streamed
+// positions exact in every case.
 type Converter struct {
 	last     change.Position
 	streamed bool // a streamed change was converted
 	run      run
+	hash     maphash.Seed
 }
 
 // run numbers the distinct changes that share one (LSN, Seq).
 type run struct {
 	lsn, seq uint64
 	next     uint32
-	ids      map[uint64]uint32
-	seed     maphash.Seed
+	ids      map[uint64]uint32 // content → number
 }
 
 func (r *run) start(lsn, seq uint64, next uint32) {
@@ -83,19 +84,24 @@ func (r *run) start(lsn, seq uint64, next uint32) {
 	clear(r.ids)
 }
 
-// ordinal returns the number of ev within the run.
-func (r *run) ordinal(ev *change.Event) uint32 {
-	if r.ids == nil {
-		r.ids = map[uint64]uint32{}
-		r.seed = maphash.MakeSeed()
-	}
+// content identifies a change by what it is: operation, table, row images.
+func (c *Converter) content(ev *change.Event) uint64 {
 	var h maphash.Hash
-	h.SetSeed(r.seed)
+	h.SetSeed(c.hash)
 	h.WriteString(ev.Op.String())
 	h.WriteString(ev.Table)
 	writeRow(&h, ev.Before)
 	writeRow(&h, ev.After)
-	id := h.Sum64()
+	return h.Sum64()
+}
+
+// ordinal returns the number of ev within the run.
+func (c *Converter) ordinal(ev *change.Event) uint32 {
+	r := &c.run
+	if r.ids == nil {
+		r.ids = map[uint64]uint32{}
+	}
+	id := c.content(ev)
 	if n, ok := r.ids[id]; ok {
 		return n
 	}
@@ -103,6 +109,44 @@ func (r *run) ordinal(ev *change.Event) uint32 {
 	r.next++
 	r.ids[id] = n
 	return n
+}
+
+// Seed gives the converter back the numbers of the changes that came just
+// before the position it continues after, so that one of them sent again
+// is recognized across a restart. envs are records read again from before
+// the point the stream resumes at, in stream order; they must hold every
+// distinct change of the position's run up to it, or its last ones (the
+// run's changes are numbered in order of first appearance, so the last of
+// those holds the position's number). Other records are passed over.
+func (c *Converter) Seed(envs []decode.Envelope) {
+	last := c.last
+	if last.Ordinal == 0 || (last.LSN == 0 && last.Seq == 0) {
+		return // nothing durable yet, or snapshot rows ("first" renumbers them)
+	}
+	tmp := NewConverter(change.Position{})
+	var ids []uint64
+	seen := map[uint64]bool{}
+	for i := range envs {
+		ev, ok, err := tmp.Event(&envs[i])
+		if err != nil || !ok || ev.Op == change.Read || ev.Pos.LSN != last.LSN || ev.Pos.Seq != last.Seq ||
+			(envs[i].TxOrder != nil && envs[i].TxOrder.TotalOrder > 0) {
+			continue
+		}
+		if id := c.content(&ev); !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	c.run.start(last.LSN, last.Seq, last.Ordinal+1)
+	if c.run.ids == nil {
+		c.run.ids = map[uint64]uint32{}
+	}
+	first := int64(last.Ordinal) - int64(len(ids)) + 1
+	for i, id := range ids {
+		if n := first + int64(i); n >= 1 {
+			c.run.ids[id] = uint32(n)
+		}
+	}
 }
 
 func writeRow(h *maphash.Hash, row change.Row) {
@@ -120,7 +164,7 @@ func writeRow(h *maphash.Hash, row change.Row) {
 // NewConverter returns a converter that continues after last, the last
 // position of the stream that is durable.
 func NewConverter(last change.Position) *Converter {
-	c := &Converter{}
+	c := &Converter{hash: maphash.MakeSeed()}
 	c.Reset(last)
 	return c
 }
@@ -173,7 +217,7 @@ func (c *Converter) Event(env *decode.Envelope) (ev change.Event, ok bool, err e
 		if p.LSN != c.run.lsn || p.Seq != c.run.seq {
 			c.run.start(p.LSN, p.Seq, 1)
 		}
-		p.Ordinal = c.run.ordinal(&ev)
+		p.Ordinal = c.ordinal(&ev)
 	}
 	c.last = p
 	ev.Pos = p

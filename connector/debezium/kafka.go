@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"net"
@@ -66,7 +65,9 @@ const (
 // from its start. Records are read with isolation read_committed, so the
 // records of aborted transactions (Kafka Connect's exactly-once source
 // support) never arrive. A record Debezium sends again takes the position
-// it had (see group). docs/kafka-source.md gives the reasons.
+// it had (Converter), also right after a restart: the few records before
+// the checkpointed offset are read again to seed the converter.
+// docs/kafka-source.md gives the reasons.
 type Kafka struct {
 	topics  []string
 	regex   *regexp.Regexp
@@ -213,29 +214,10 @@ type partition struct {
 	next  int64 // offset after the last record sent; 0 before any
 	fresh bool  // no checkpointed offset: read from the log's start
 	// resume is the checkpointed offset; the records before it are read
-	// again only to seed group (see resent), never sent.
+	// again only to seed the converter (Converter.Seed), never sent.
 	resume int64
-	seeds  []uint64 // hashes of the seed records in the checkpoint's group
-	group  group
+	seeds  []decode.Envelope
 }
-
-// group remembers the records of the changes that share one (sequence[0],
-// lsn), the last such pair seen in the partition.
-//
-// The Converter numbers the changes of a pair 1, 2, … in the order they
-// come (the rows of a COPY share an LSN). When Debezium, restarted, sends
-// records again, the first one resent may follow a record of the same
-// pair (often itself), and counting would make it a new change. A record
-// whose bytes equal one of its pair's is a resend instead, and takes the
-// position it had.
-type group struct {
-	lsn, seq uint64
-	ords     map[uint64]uint32 // FNV-64a of the record value → ordinal
-}
-
-// maxGroup caps the records remembered per pair (a COPY of millions of
-// rows): beyond it, a resend within the pair is not recognized.
-const maxGroup = 1 << 16
 
 // seedWindow is how many records before the checkpointed offset are read
 // again to remember the checkpoint's pair, for a pair's ordinal n.
@@ -323,11 +305,11 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 			}
 			for _, r := range fp.Records {
 				if r.Offset < p.resume {
-					p.seed(k.decode, r, from.Streams[name].Pos)
+					p.seed(k.decode, r)
 					continue
 				}
 				if p.resume != 0 {
-					p.endSeed(from.Streams[name].Pos)
+					p.endSeed()
 				}
 				if sendErr = emit(ctx, out, k.event(p, r)); sendErr != nil {
 					return
@@ -467,9 +449,6 @@ func (k *Kafka) event(p *partition, r *kgo.Record) change.Event {
 	if err == nil {
 		ev, ok, err = p.conv.Event(&env)
 	}
-	if err == nil && ok && counted(&env) {
-		p.resent(&ev, r.Value)
-	}
 	switch {
 	case err != nil:
 		ev = Invalid(origin, r.Value, err)
@@ -482,63 +461,16 @@ func (k *Kafka) event(p *partition, r *kgo.Record) change.Event {
 	return ev
 }
 
-// counted reports whether the Converter numbered env within its pair:
-// not a snapshot row, and no transaction.total_order to take.
-func counted(env *decode.Envelope) bool {
-	return env.Event.Op != change.Read && (env.TxOrder == nil || env.TxOrder.TotalOrder == 0)
-}
-
-// resent gives a record Debezium sent again the position it had (see
-// group).
-func (p *partition) resent(ev *change.Event, value []byte) {
-	h := fnv.New64a()
-	h.Write(value)
-	sum := h.Sum64()
-	g := &p.group
-	if ev.Pos.LSN != g.lsn || ev.Pos.Seq != g.seq || g.ords == nil {
-		*g = group{lsn: ev.Pos.LSN, seq: ev.Pos.Seq, ords: map[uint64]uint32{sum: ev.Pos.Ordinal}}
-		return
-	}
-	if ord, ok := g.ords[sum]; ok {
-		ev.Pos.Ordinal = ord
-		p.conv.Reset(ev.Pos)
-		return
-	}
-	if len(g.ords) < maxGroup {
-		g.ords[sum] = ev.Pos.Ordinal
+// seed keeps a record before the checkpointed offset for Converter.Seed.
+func (p *partition) seed(decodeRecord func(key, value []byte) (decode.Envelope, error), r *kgo.Record) {
+	if env, err := decodeRecord(r.Key, r.Value); err == nil && env.Kind == decode.KindChange {
+		p.seeds = append(p.seeds, env)
 	}
 }
 
-// seed remembers a record before the checkpointed offset when it belongs
-// to the checkpoint's pair.
-func (p *partition) seed(decodeRecord func(key, value []byte) (decode.Envelope, error), r *kgo.Record, last change.Position) {
-	env, err := decodeRecord(r.Key, r.Value)
-	if err != nil || !counted(&env) {
-		return
-	}
-	ev, ok, err := NewConverter(change.Position{}).Event(&env)
-	if err != nil || !ok || ev.Pos.LSN != last.LSN || ev.Pos.Seq != last.Seq {
-		return
-	}
-	h := fnv.New64a()
-	h.Write(r.Value)
-	if sum := h.Sum64(); !slices.Contains(p.seeds, sum) {
-		p.seeds = append(p.seeds, sum)
-	}
-}
-
-// endSeed numbers the seeds: the last is the checkpoint's change, the
-// ones before it precede it.
-func (p *partition) endSeed(last change.Position) {
-	if len(p.seeds) > 0 {
-		p.group = group{lsn: last.LSN, seq: last.Seq, ords: map[uint64]uint32{}}
-		for i, sum := range p.seeds {
-			back := uint32(len(p.seeds) - 1 - i)
-			if back < last.Ordinal {
-				p.group.ords[sum] = last.Ordinal - back
-			}
-		}
-	}
+// endSeed hands the kept records to the converter.
+func (p *partition) endSeed() {
+	p.conv.Seed(p.seeds)
 	p.seeds, p.resume = nil, 0
 }
 
