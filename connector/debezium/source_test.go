@@ -35,6 +35,9 @@ type orders struct {
 	seq0  uint64                 // end of the last commit
 	lsn   uint64
 	tx    int64
+	// copyLSN, when set, is the WAL position of every change, as for the
+	// rows of one COPY.
+	copyLSN uint64
 }
 
 func newOrders() *orders { return &orders{rows: map[int]map[string]any{}, seq0: 0, lsn: 1000, tx: 500} }
@@ -48,6 +51,9 @@ func orderRow(id, customer int, amount string) map[string]any {
 // schemas. seq0 nil gives sequence [null, lsn].
 func (o *orders) value(op string, before, after map[string]any, snapshot string) string {
 	o.lsn += 40
+	if o.copyLSN != 0 {
+		o.lsn = o.copyLSN
+	}
 	seq := fmt.Sprintf(`[\"%d\",\"%d\"]`, o.seq0, o.lsn)
 	if snapshot != "false" {
 		seq = fmt.Sprintf(`[null,\"%d\"]`, 900)
