@@ -139,6 +139,10 @@ type Event struct {
 	// ("orders/3@1234" for a Kafka record, "file.ndjson:12"): for errors
 	// and dead letters.
 	Origin string
+	// Marker, when set, names a unit of input (an HTTP request) that this
+	// event ends: once the event is durable, so is all of the unit, and the
+	// checkpoint keeps the name (connector.Checkpoint.Marker).
+	Marker string
 	// Err is why an Invalid record could not be decoded; Raw is the record
 	// as received, for the dead letter.
 	Err error

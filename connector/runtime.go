@@ -64,9 +64,8 @@ type Checkpoint struct {
 	// has several (Kafka partitions). Never modified once checkpointed:
 	// a new checkpoint gets a new map.
 	Streams map[string]StreamPos
-	// Marker is the Origin of the last Heartbeat that carried one: a
-	// source's note of the last unit of input it knows durable (the HTTP
-	// source's last request).
+	// Marker is the last Event.Marker made durable: the last unit of input
+	// a source knows durable whole (the HTTP source's last request).
 	Marker string
 	// Changes counts the row changes applied since the first start: each
 	// exactly once, however often a crash made tilefeed read them again.
@@ -373,6 +372,9 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 				next.Streams[k] = v
 			}
 		}
+		if ev.Marker != "" {
+			next.Marker = ev.Marker // durable with this batch, whatever the event is
+		}
 		if ev.Offset != 0 && ev.Stream != "" {
 			sp := next.Streams[ev.Stream]
 			sp.Offset = max(sp.Offset, ev.Offset)
@@ -381,9 +383,6 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		if ev.Op == change.Heartbeat {
 			if ev.Resume > next.Resume {
 				next.Resume = ev.Resume
-			}
-			if ev.Origin != "" {
-				next.Marker = ev.Origin
 			}
 			continue
 		}
@@ -439,7 +438,8 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		r.metrics.ReceivedLSN.Set(float64(next.Pos.LSN))
 		r.setStatus(func(s *Status) { s.Received, s.LastCommit = next.Pos.String(), lastCommit })
 	}
-	if len(updates) == 0 && len(deadLetters) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
+	if len(updates) == 0 && len(deadLetters) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes &&
+		next.Marker == r.cp.Marker && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
 		return nil // idle progress only: made durable every IdleCheckpoint
 	}
 

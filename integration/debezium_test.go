@@ -24,6 +24,8 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/tilefeed/tilefeed/change"
 	"github.com/tilefeed/tilefeed/config"
@@ -306,6 +308,23 @@ func sameRecords(t *testing.T, what string, c *config.Connector, want, got conne
 	}
 }
 
+// stopAndCompare stops the binary with SIGTERM, compares its store with the
+// direct path's and returns its checkpoint.
+func stopAndCompare(t *testing.T, p *process, what string, c *config.Connector, want connector.Store, path string, cards int) (connector.Checkpoint, error) {
+	t.Helper()
+	if code := p.term(); code != 0 {
+		t.Fatalf("exit code %d; log:\n%s", code, p.log())
+	}
+	st, err := embedded.Open(path, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	sameRecords(t, what, c, want, st, cards)
+	cp, _, _, err := connector.LoadCheckpoint(context.Background(), st, c.Name)
+	return cp, err
+}
+
 // TestDebeziumEquivalence runs one PostgreSQL workload (a snapshot of
 // existing rows, then inserts, multi-row inserts, updates of amounts,
 // keys, event times and the filtered column, deletes, rollbacks) through
@@ -328,8 +347,10 @@ func TestDebeziumEquivalence(t *testing.T) {
 	}()
 	<-slotReady
 	direct := startRuntime(t, c)
+	waitSnapshot(t, direct) // before the sentinel: it must not land in the snapshot ahead of other tables
 	w.run(t, 300)
 	waitSync(t, conn, direct.read, 1)
+	verify(t, conn, direct.read, time.Now(), w.cards) // the direct path equals SQL; the others must equal it
 	var evs []capturedEvent
 	select {
 	case evs = <-captured:
@@ -460,20 +481,133 @@ func TestDebeziumEquivalence(t *testing.T) {
 				t.Fatalf("the client did not get every batch answered 200; log:\n%s", p.log())
 			}
 		}
-		if code := p.term(); code != 0 {
-			t.Fatalf("exit code %d; log:\n%s", code, p.log())
-		}
-		st, err := embedded.Open(filepath.Join(dir, "http.db"), embedded.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer st.Close()
-		sameRecords(t, "HTTP, binary killed", c, directStore, st, w.cards)
-		cp, _, _, err := connector.LoadCheckpoint(context.Background(), st, c.Name)
+		cp, err := stopAndCompare(t, p, "HTTP, binary killed", c, directStore, filepath.Join(dir, "http.db"), w.cards)
 		if err != nil || cp.Changes != changes {
 			t.Errorf("changes applied %d (%v), want %d as in one clean run", cp.Changes, err, changes)
 		}
 		t.Logf("%d batches, %d kills, %d retried requests, %d changes applied once each", len(bodies), kills, retries, cp.Changes)
+	})
+
+	// Kafka Connect's way: every record in a topic per table, three
+	// partitions each (by key), read by the real binary, killed in the
+	// narrow windows and at random while it reads; done when the status
+	// shows every change applied.
+	t.Run("kafka-binary-killed", func(t *testing.T) {
+		if changes == 0 {
+			t.Skip("the file run gave no change count")
+		}
+		recs := encodeAll(t, enc, debeziumtest.JSON, evs)
+		topics := map[string]bool{}
+		for _, r := range recs {
+			topics[r.Topic] = true
+		}
+		var names []string
+		for n := range topics {
+			names = append(names, n)
+		}
+		kc, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, names...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kc.Close()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(kc.ListenAddrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var krecs []*kgo.Record
+		for _, r := range recs {
+			krecs = append(krecs, &kgo.Record{Topic: r.Topic, Key: r.Key, Value: r.Value})
+		}
+		// Produced while tilefeed reads and is killed, as Debezium would.
+		produced := make(chan error, 1)
+		go func() {
+			defer cl.Close()
+			for i := 0; i < len(krecs); i += 150 {
+				if err := cl.ProduceSync(context.Background(), krecs[i:min(i+150, len(krecs))]...).FirstErr(); err != nil {
+					produced <- err
+					return
+				}
+				time.Sleep(40 * time.Millisecond)
+			}
+			produced <- nil
+		}()
+
+		var cfg map[string]any
+		if err := json.Unmarshal(raw, &cfg); err != nil {
+			t.Fatal(err)
+		}
+		listen := freeAddr(t)
+		props := cfg["config"].(map[string]any)
+		props["tilefeed.source"] = "kafka"
+		props["kafka.bootstrap.servers"] = strings.Join(kc.ListenAddrs(), ",")
+		props["http.listen"] = listen
+		props["embedded.path"] = filepath.Join(dir, "kafka.db")
+		props["batch.max.changes"] = 200
+		file, _ := json.Marshal(cfg)
+		p := newProcess(t, file, listen)
+		applied := func() int64 {
+			resp, err := http.Get("http://" + listen + "/v1/status")
+			if err != nil {
+				return -1
+			}
+			defer resp.Body.Close()
+			var st struct {
+				Runtime connector.Status `json:"runtime"`
+			}
+			if json.NewDecoder(resp.Body).Decode(&st) != nil {
+				return -1
+			}
+			return st.Runtime.ChangesTotal
+		}
+		kills := 0
+		for _, f := range []string{"after-checkpoint:2", "", "mid-records:2", "after-records:2", ""} {
+			if f == "" {
+				p.start()
+				time.Sleep(time.Duration(50+rand.IntN(200)) * time.Millisecond)
+				p.kill()
+			} else {
+				p.spawn([]string{"TILEFEED_FAULT=" + f})
+				if !p.waitExit(20 * time.Second) {
+					t.Logf("fault %s not hit (the input may be read already)", f)
+					continue
+				}
+			}
+			kills++
+		}
+		if err := <-produced; err != nil {
+			t.Fatal(err)
+		}
+		p.start()
+		deadline := time.Now().Add(3 * time.Minute)
+		// Kafka Connect wrote every published table's topic; tilefeed reads
+		// the feature tables' (topics default to them).
+		want := int64(0)
+		for _, e := range evs {
+			if dbzKeys[e.ev.Table] != nil {
+				want++
+			}
+		}
+		for applied() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d changes applied, want %d; log:\n%s", applied(), want, p.log())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cp, err := stopAndCompare(t, p, "Kafka, binary killed", c, directStore, filepath.Join(dir, "kafka.db"), w.cards)
+		ends := map[string]int64{}
+		for _, r := range krecs {
+			if dbzKeys[strings.TrimPrefix(r.Topic, db+".")] != nil {
+				ends[fmt.Sprintf("%s/%d", r.Topic, r.Partition)] = r.Offset + 1
+			}
+		}
+		got := map[string]int64{}
+		for name, sp := range cp.Streams {
+			got[name] = sp.Offset
+		}
+		if err != nil || cp.Changes != want || !reflect.DeepEqual(got, ends) {
+			t.Errorf("checkpoint: %d changes, offsets %v (%v); want %d changes, offsets %v (every partition's end)", cp.Changes, got, err, want, ends)
+		}
+		t.Logf("%d records in %d partitions, %d kills, %d changes applied once each", len(krecs), len(cp.Streams), kills, cp.Changes)
 	})
 
 	postAll := func(t *testing.T, dec *decode.Debezium, contentType string, bodies [][]byte) *dbzRun {

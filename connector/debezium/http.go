@@ -46,15 +46,13 @@ type HTTP struct {
 	log  *slog.Logger
 	wait time.Duration
 
-	mu      sync.Mutex // one request at a time
-	conv    *Converter
-	nextReq uint64 // marker of the next request
+	mu   sync.Mutex // one request at a time
+	conv *Converter
 
 	state sync.Mutex
 	out   chan<- change.Event
 	ctx   context.Context
-	acked uint64        // markers up to here are durable
-	done  string        // id of the last request durable
+	done  string        // id of the last request durable whole
 	ackCh chan struct{} // closed and replaced on every Ack
 }
 
@@ -72,10 +70,9 @@ func NewHTTP(dec *decode.Debezium, log *slog.Logger, wait time.Duration) *HTTP {
 func (h *HTTP) Stream(ctx context.Context, from connector.Checkpoint, out chan<- change.Event) error {
 	h.mu.Lock()
 	h.conv = NewConverter(from.Pos)
-	h.nextReq = from.Resume + 1
 	h.mu.Unlock()
 	h.state.Lock()
-	h.out, h.ctx, h.acked, h.done = out, ctx, from.Resume, from.Marker
+	h.out, h.ctx, h.done = out, ctx, from.Marker
 	h.state.Unlock()
 	<-ctx.Done()
 	h.state.Lock()
@@ -88,8 +85,8 @@ func (h *HTTP) Stream(ctx context.Context, from connector.Checkpoint, out chan<-
 func (h *HTTP) Ack(cp connector.Checkpoint) {
 	h.state.Lock()
 	defer h.state.Unlock()
-	if cp.Resume > h.acked {
-		h.acked, h.done = cp.Resume, cp.Marker
+	if cp.Marker != h.done {
+		h.done = cp.Marker
 		close(h.ackCh)
 		h.ackCh = make(chan struct{})
 	}
@@ -152,7 +149,7 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 		return http.StatusOK, ""
 	}
 	base := h.conv.Last()
-	events := make([]change.Event, 0, len(values)+1)
+	events := make([]change.Event, 0, len(values))
 	for i, v := range values {
 		origin := reqID + "#" + strconv.Itoa(i)
 		if splitErr != nil {
@@ -179,8 +176,12 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 			events = append(events, ev)
 		}
 	}
-	marker := h.nextReq
-	events = append(events, change.Event{Op: change.Heartbeat, Resume: marker, Origin: reqID})
+	// The request's last event carries its id, so the checkpoint that
+	// covers the end of the request names it, in the same write.
+	if len(events) == 0 {
+		events = append(events, change.Event{Op: change.Heartbeat})
+	}
+	events[len(events)-1].Marker = reqID
 
 	wait, cancel := context.WithTimeout(ctx, h.wait)
 	defer cancel()
@@ -196,20 +197,19 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 		h.conv.Reset(base)
 		return http.StatusServiceUnavailable, "tilefeed is busy or stopping: retry"
 	}
-	h.nextReq++
 	for {
 		h.state.Lock()
-		acked, ch := h.acked, h.ackCh
+		done, ch := h.done, h.ackCh
 		h.state.Unlock()
-		if acked >= marker {
+		if done == reqID {
 			return http.StatusOK, ""
 		}
 		select {
 		case <-ch:
 		case <-wait.Done():
 			h.log.Warn("request not durable in time; answering 503 so that Debezium Server retries", "request", reqID, "wait", h.wait)
-			// The marker was sent and will still be acknowledged; the
-			// retry takes the same positions and is skipped where durable.
+			// The events were sent and may still become durable; the retry
+			// takes the same positions and is skipped where durable.
 			h.conv.Reset(base)
 			return http.StatusServiceUnavailable, "changes not durable yet: retry"
 		case <-srcCtx.Done():

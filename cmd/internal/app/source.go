@@ -32,7 +32,7 @@ func openSource(ctx context.Context, c *config.Connector, st Store, engine *tran
 		return source{}, err
 	}
 	if c.Source.Kind != "postgres" {
-		return openDebezium(c, log)
+		return openDebezium(c, engine, log, metrics)
 	}
 	src := postgres.New(c.Postgres, postgres.Options{LagInterval: 5 * time.Second, HeartbeatInterval: c.Postgres.HeartbeatInterval,
 		StatusInterval: statusInterval(), AfterStatus: func() { flt.hit("after-status") },
@@ -71,7 +71,7 @@ func Decoder(c *config.Connector) (*decode.Debezium, error) {
 	return dec, nil
 }
 
-func openDebezium(c *config.Connector, log *slog.Logger) (source, error) {
+func openDebezium(c *config.Connector, engine *transform.Engine, log *slog.Logger, metrics *connector.Metrics) (source, error) {
 	dec, err := Decoder(c)
 	if err != nil {
 		return source{}, err
@@ -93,6 +93,24 @@ func openDebezium(c *config.Connector, log *slog.Logger) (source, error) {
 	case "file":
 		return source{Source: debezium.NewFile(c.Source.Files, dec, log), Ready: ready,
 			Describe: describe(map[string]any{"files": c.Source.Files})}, nil
+	case "kafka":
+		topics := c.Source.Kafka.Topics
+		if len(topics) == 0 && c.Source.Kafka.TopicsRegex == nil {
+			var tables []string
+			for _, g := range engine.Groups() {
+				tables = append(tables, g.Table)
+			}
+			topics = debezium.DefaultTopics(c.Postgres.TopicPrefix, tables)
+		}
+		k, err := debezium.NewKafka(c.Source, topics, dec, log, metrics)
+		if err != nil {
+			return source{}, err
+		}
+		shown := map[string]any{"brokers": c.Source.Kafka.Brokers, "topics": topics}
+		if re := c.Source.Kafka.TopicsRegex; re != nil {
+			shown["topics_regex"] = re.String()
+		}
+		return source{Source: k, Ready: k.Ready, Describe: describe(shown)}, nil
 	}
 	return source{}, fmt.Errorf("tilefeed.source %q: not built into this tilefeed", c.Source.Kind)
 }
