@@ -1127,7 +1127,7 @@ func TestReference(t *testing.T) {
 		}
 	}
 	// Every property path in the reference is a plain dotted name.
-	nameRE := regexp.MustCompile("^[a-z]+(\\.[a-z]+)*$")
+	nameRE := regexp.MustCompile(`^[a-z]+(\.[a-z]+)*$`)
 	for name := range seen {
 		if !nameRE.MatchString(name) {
 			t.Errorf("property name %q is not a dotted lower-case name", name)

@@ -40,10 +40,10 @@ func LoadSchemaFiles(fsys fs.FS) (SchemaFiles, error) {
 		prefix, _, _ := strings.Cut(strings.TrimSuffix(name, ".avsc"), "-")
 		id, err := strconv.Atoi(prefix)
 		if err != nil || id < 0 {
-			return nil, fmt.Errorf("Avro schema file %s: name it <id>.avsc or <id>-<name>.avsc", name)
+			return nil, fmt.Errorf("schema file %s: name Avro schema files <id>.avsc or <id>-<name>.avsc", name)
 		}
 		if _, dup := out[id]; dup {
-			return nil, fmt.Errorf("Avro schema file %s: a second schema with id %d", name, id)
+			return nil, fmt.Errorf("schema file %s: a second Avro schema with id %d", name, id)
 		}
 		text, err := fs.ReadFile(fsys, name)
 		if err != nil {

@@ -152,15 +152,6 @@ func (p *progress) durable(cp change.Position) uint32 {
 	return 0
 }
 
-func (p *progress) table(name string) *tableProgress {
-	for _, t := range p.Tables {
-		if t.Name == name {
-			return t
-		}
-	}
-	return nil
-}
-
 func loadProgress(ctx context.Context, store connector.Store, name string) (*progress, error) {
 	recs, err := store.Get(ctx, []sink.Key{progressKey(name)})
 	if err != nil {
