@@ -2,12 +2,18 @@ package debezium
 
 import (
 	"bytes"
+	"context"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/decode"
 )
 
@@ -73,4 +79,23 @@ func FuzzLines(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestFileStdin: "-" reads standard input, in order with the files.
+func TestFileStdin(t *testing.T) {
+	line := `{"before":null,"after":{"id":1},"source":{"snapshot":"false","schema":"public","table":"t","txId":5,"lsn":100,"sequence":"[\"50\",\"100\"]","ts_ms":1},"op":"c","ts_ms":2}`
+	f := NewFile([]string{"-"}, &decode.Debezium{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.stdin = strings.NewReader("\n" + line + "\n")
+	out := make(chan change.Event, 4)
+	if err := f.Stream(context.Background(), connector.Checkpoint{}, out); !errors.Is(err, io.EOF) {
+		t.Fatalf("Stream: %v, want io.EOF", err)
+	}
+	close(out)
+	var got []change.Event
+	for ev := range out {
+		got = append(got, ev)
+	}
+	if len(got) != 1 || got[0].Origin != "stdin:2" || got[0].Pos != (change.Position{LSN: 50, Seq: 100, Ordinal: 1}) {
+		t.Errorf("events %+v, want one insert from stdin:2 at 0/32:0/64#1", got)
+	}
 }

@@ -328,7 +328,14 @@ func TestHTTPAnswersOnlyWhenDurable(t *testing.T) {
 
 	post := func(ct string, body string) int {
 		t.Helper()
-		resp, err := http.Post(srv.URL, ct, bytes.NewReader([]byte(body)))
+		req, err := http.NewRequest(http.MethodPost, srv.URL, bytes.NewReader([]byte(body)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", ct)
+		// Debezium Server forwards record headers, base64-encoded.
+		req.Header.Set("X-DEBEZIUM-SOURCE", "c2hvcA==")
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
