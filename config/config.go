@@ -91,6 +91,10 @@ type Kafka struct {
 	SASLMechanism    string
 	SASLUser         string
 	SASLPassword     Secret
+	// TLSCAFile, TLSCertFile and TLSKeyFile are PEM files: the CA that
+	// signed the brokers' certificates (system roots when empty), and a
+	// client certificate and key for brokers that ask for one.
+	TLSCAFile, TLSCertFile, TLSKeyFile string
 }
 
 // ColumnTypes gathers the features' declared column types by table, as

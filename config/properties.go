@@ -160,6 +160,12 @@ var Properties = []Property{
 		set: func(c *Connector, v string) error { c.Source.Kafka.SASLUser = v; return nil }},
 	{Name: "kafka.sasl.password", Doc: "SASL password; use `${env:NAME}` or `${file:/path}`. Never logged.",
 		set: func(c *Connector, v string) error { c.Source.Kafka.SASLPassword = Secret(v); return nil }},
+	{Name: "kafka.tls.ca.file", Doc: "PEM file of the CA that signed the brokers' certificates (`SSL`, `SASL_SSL`); the system's roots when empty. Kafka's JKS trust stores are not read: export the CA as PEM.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.TLSCAFile = v; return nil }},
+	{Name: "kafka.tls.cert.file", Doc: "PEM client certificate, for brokers that require one (mutual TLS); with `kafka.tls.key.file`.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.TLSCertFile = v; return nil }},
+	{Name: "kafka.tls.key.file", Doc: "PEM private key of `kafka.tls.cert.file`.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.TLSKeyFile = v; return nil }},
 	{Name: "http.source.path", Default: DefaultHTTPSourcePath, Doc: "Path, on `http.listen`, where Debezium Server's http sink posts change events (`debezium.sink.http.url=http://<tilefeed>:8083/debezium`). A request is answered 200 only once its changes are durable in the sink, and 503 otherwise, so Debezium Server retries.",
 		set: func(c *Connector, v string) error {
 			c.Source.HTTPPath = v
@@ -251,6 +257,7 @@ var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 var debeziumPathOnly = map[string]bool{
 	"kafka.bootstrap.servers": true, "topics": true, "topics.regex": true, "kafka.security.protocol": true,
 	"kafka.sasl.mechanism": true, "kafka.sasl.username": true, "kafka.sasl.password": true,
+	"kafka.tls.ca.file": true, "kafka.tls.cert.file": true, "kafka.tls.key.file": true,
 	"http.source.path": true, "file.path": true, "key.converter": true, "value.converter": true,
 	"key.converter.schemas.enable": true, "value.converter.schemas.enable": true,
 	"value.converter.schema.registry.url": true, "key.converter.schema.registry.url": true,

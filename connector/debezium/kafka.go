@@ -3,11 +3,13 @@ package debezium
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -156,8 +158,35 @@ func NewKafka(cfg config.Source, topics []string, dec *decode.Debezium, log *slo
 	return k, nil
 }
 
-// securityOpts turns kafka.security.protocol and the SASL properties into
-// client options. TLS verifies the brokers against the system's roots.
+// tlsConfig verifies the brokers against kafka.tls.ca.file (the system's
+// roots when unset) and presents kafka.tls.cert.file when set.
+func tlsConfig(kc config.Kafka) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if kc.TLSCAFile != "" {
+		pem, err := os.ReadFile(kc.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.ca.file: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka.tls.ca.file %s holds no PEM certificate", kc.TLSCAFile)
+		}
+	}
+	if (kc.TLSCertFile == "") != (kc.TLSKeyFile == "") {
+		return nil, errors.New("kafka.tls.cert.file and kafka.tls.key.file: set both or neither")
+	}
+	if kc.TLSCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(kc.TLSCertFile, kc.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka.tls.cert.file, kafka.tls.key.file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+// securityOpts turns kafka.security.protocol, the TLS files and the SASL
+// properties into client options.
 func securityOpts(kc config.Kafka) ([]kgo.Opt, error) {
 	var opts []kgo.Opt
 	useTLS, useSASL := false, false
@@ -173,7 +202,11 @@ func securityOpts(kc config.Kafka) ([]kgo.Opt, error) {
 		return nil, fmt.Errorf("kafka.security.protocol: %q is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", kc.SecurityProtocol)
 	}
 	if useTLS {
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+		tc, err := tlsConfig(kc)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
 	}
 	if !useSASL {
 		return opts, nil

@@ -3,12 +3,20 @@ package debezium
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	cryptorand "crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
+	"math/big"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -966,5 +974,105 @@ func TestKafkaResendAcrossRestart(t *testing.T) {
 	checkTruth(t, st, s)
 	if cp := checkpoint(t, st); cp.Changes != s.changes {
 		t.Errorf("checkpoint counts %d changes, want %d", cp.Changes, s.changes)
+	}
+}
+
+// TestKafkaTLS reads over TLS from brokers whose certificate a private CA
+// signed (kafka.tls.ca.file) and that require a client certificate
+// (kafka.tls.cert.file, kafka.tls.key.file); without the CA the brokers
+// are not trusted and Ready says so.
+func TestKafkaTLS(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ca, caKey := newCert(t, nil, nil, "tilefeed test CA")
+	srv, srvKey := newCert(t, ca, caKey, "127.0.0.1")
+	cli, cliKey := newCert(t, ca, caKey, "tilefeed")
+	writePEM(t, filepath.Join(dir, "ca.pem"), "CERTIFICATE", ca.Raw)
+	writePEM(t, filepath.Join(dir, "client.pem"), "CERTIFICATE", cli.Raw)
+	writePEM(t, filepath.Join(dir, "client.key"), "PRIVATE KEY", mustPKCS8(t, cliKey))
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	serverTLS := &tls.Config{
+		Certificates: []tls.Certificate{{Certificate: [][]byte{srv.Raw}, PrivateKey: srvKey}},
+		ClientAuth:   tls.RequireAndVerifyClientCert, ClientCAs: pool, MinVersion: tls.VersionTLS12,
+	}
+	c := cluster(t, kfake.TLS(serverTLS))
+	s := simRun(45, 0, 5)
+	clientTLS := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: [][]byte{cli.Raw}, PrivateKey: cliKey}}}
+	produce(t, c, s.recs, kgo.DialTLSConfig(clientTLS))
+
+	cfg := config.Source{Kafka: config.Kafka{SecurityProtocol: "SSL", TLSCAFile: filepath.Join(dir, "ca.pem"),
+		TLSCertFile: filepath.Join(dir, "client.pem"), TLSKeyFile: filepath.Join(dir, "client.key")}}
+	st := openStore(t)
+	r := start(t, source(t, c, cfg, simTopics()), st, simFeatures, connector.Options{})
+	waitFor(t, r, "every partition's end", caughtUp(t, st, ends(s.recs)))
+	checkTruth(t, st, s)
+
+	cfg.Kafka.TLSCAFile = ""
+	cfg.Kafka.Brokers = c.ListenAddrs()
+	k, err := NewKafka(cfg, simTopics(), &decode.Debezium{}, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	done, cancel := streamUntilUnready(t, k, func(err error) bool { return strings.Contains(err.Error(), "certificate") })
+	cancel()
+	<-done
+
+	for _, bad := range []config.Kafka{
+		{SecurityProtocol: "SSL", TLSCAFile: filepath.Join(dir, "missing.pem")},
+		{SecurityProtocol: "SSL", TLSCAFile: filepath.Join(dir, "client.key")},
+		{SecurityProtocol: "SSL", TLSCertFile: filepath.Join(dir, "client.pem")},
+	} {
+		bad.Brokers = c.ListenAddrs()
+		if _, err := NewKafka(config.Source{Kafka: bad}, simTopics(), &decode.Debezium{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil); err == nil || !strings.Contains(err.Error(), "kafka.tls.") {
+			t.Errorf("%+v: %v, want an error naming the kafka.tls property", bad, err)
+		}
+	}
+}
+
+// newCert makes a certificate for name signed by parent (self-signed, a
+// CA, when parent is nil).
+func newCert(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, name string) (*x509.Certificate, *ecdsa.PrivateKey) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), cryptorand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}}
+	if ip := net.ParseIP(name); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	}
+	if parent == nil {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(cryptorand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
+}
+
+func mustPKCS8(t *testing.T, key *ecdsa.PrivateKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+func writePEM(t *testing.T, path, typ string, der []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
 	}
 }
