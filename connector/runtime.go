@@ -21,11 +21,10 @@ type Source interface {
 	// Stream sends the events that follow from (the durable checkpoint; the
 	// zero Checkpoint on a first start) to out until ctx ends, then returns
 	// ctx.Err(), or returns the error that stopped it. Before returning it
-	// passes the last acknowledged position on to the database.
+	// passes the last acknowledged position on to the database. A source
+	// whose input ends (a file) returns io.EOF once it has sent its last
+	// event; Run then applies what is queued and returns io.EOF.
 	Stream(ctx context.Context, from Checkpoint, out chan<- change.Event) error
-	// A source whose input ends (a file) returns io.EOF once it has sent
-	// its last event; Run then applies what is queued and returns io.EOF.
-	//
 	// Ack tells the source that everything up to cp is durable. It must
 	// not block, and must not modify cp (its maps are shared).
 	Ack(cp Checkpoint)
@@ -113,8 +112,12 @@ type Runtime struct {
 	metrics *Metrics
 	opts    Options
 
-	cache   *cache
-	cp      Checkpoint
+	cache *cache
+	cp    Checkpoint // durable
+	// ahead is cp plus progress received but not yet written: idle
+	// progress (heartbeats, offsets of records without a change) waits up
+	// to IdleCheckpoint, and Run writes it then if nothing else does.
+	ahead   Checkpoint
 	cpGen   uint32
 	lastCkp time.Time
 
@@ -254,6 +257,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		s.ChangesTotal = r.cp.Changes
 	})
 	r.src.Ack(r.cp)
+	r.ahead = r.cp
 	r.lastCkp = time.Now()
 
 	// The source gets a context of its own: on a stop, the runtime first
@@ -276,9 +280,14 @@ func (r *Runtime) Run(ctx context.Context) error {
 	for {
 		batch = batch[:0]
 		var srcErr error
+		var flush <-chan time.Time // idle progress waiting to be written
+		if !r.ahead.same(&r.cp) {
+			flush = time.After(r.opts.IdleCheckpoint - time.Since(r.lastCkp))
+		}
 		select {
 		case ev := <-events:
 			batch = append(batch, ev)
+		case <-flush:
 		case srcErr = <-srcDone:
 			if srcErr == nil {
 				srcErr = errors.New("the source stopped streaming without an error")
@@ -357,19 +366,19 @@ func (r *Runtime) stop(ctx context.Context, stopSrc context.CancelFunc, srcDone 
 // failures with back-off (the batch stays in memory, so order holds).
 func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	start := time.Now()
-	next := r.cp
+	next := r.ahead
 	var lastCommit time.Time
 	var updates []transform.Update
 	var deadLetters []sink.Record
 	reads := map[string]int{}
-	streams := false // next.Streams is a copy of r.cp.Streams
+	streams := false // next.Streams is a copy of r.ahead.Streams
 	for i := range batch {
 		ev := &batch[i]
 		if ev.Stream != "" && !streams {
 			streams = true
-			next.Streams = make(map[string]StreamPos, len(r.cp.Streams)+1)
-			for k, v := range r.cp.Streams {
-				next.Streams[k] = v
+			next.Streams = maps.Clone(r.ahead.Streams)
+			if next.Streams == nil {
+				next.Streams = map[string]StreamPos{}
 			}
 		}
 		if ev.Marker != "" {
@@ -440,7 +449,8 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	}
 	if len(updates) == 0 && len(deadLetters) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes &&
 		next.Marker == r.cp.Marker && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
-		return nil // idle progress only: made durable every IdleCheckpoint
+		r.ahead = next // idle progress only: written within IdleCheckpoint
+		return nil
 	}
 
 	for attempt := 0; ; attempt++ {
@@ -683,7 +693,7 @@ func (r *Runtime) recoverCheckpointGen(ctx context.Context, err error) {
 // checkpointWritten records a durable checkpoint.
 func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
 	r.cpGen = gen
-	r.cp = cp
+	r.cp, r.ahead = cp, cp
 	r.lastCkp = time.Now()
 	// The status shows the checkpoint before the source is told of it, so a
 	// reader of the status never sees the slot ahead of it.

@@ -1,6 +1,7 @@
 package debezium
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -72,15 +73,18 @@ type Converter struct {
 	hash     maphash.Seed
 }
 
-// run numbers the distinct changes that share one (LSN, Seq).
+// run numbers the distinct changes that share one (LSN, Seq). Most runs
+// hold one change: the first is kept as it is and hashed only when a
+// second change comes with the same position.
 type run struct {
 	lsn, seq uint64
 	next     uint32
+	first    *change.Event     // the run's only change so far, not hashed yet
 	ids      map[uint64]uint32 // content → number
 }
 
 func (r *run) start(lsn, seq uint64, next uint32) {
-	r.lsn, r.seq, r.next = lsn, seq, next
+	r.lsn, r.seq, r.next, r.first = lsn, seq, next, nil
 	clear(r.ids)
 }
 
@@ -98,8 +102,16 @@ func (c *Converter) content(ev *change.Event) uint64 {
 // ordinal returns the number of ev within the run.
 func (c *Converter) ordinal(ev *change.Event) uint32 {
 	r := &c.run
+	if r.next == 1 && len(r.ids) == 0 {
+		r.first, r.next = ev, 2
+		return 1
+	}
 	if r.ids == nil {
 		r.ids = map[uint64]uint32{}
+	}
+	if r.first != nil {
+		r.ids[c.content(r.first)] = 1
+		r.first = nil
 	}
 	id := c.content(ev)
 	if n, ok := r.ids[id]; ok {
@@ -224,13 +236,30 @@ func (c *Converter) Event(env *decode.Envelope) (ev change.Event, ok bool, err e
 	return ev, true, nil
 }
 
+// decodeFunc decodes one record's key and value.
+type decodeFunc func(key, value []byte) (decode.Envelope, error)
+
+// record turns one record into its event, with origin set: the change, or
+// an Invalid event for a record that does not decode or has no position.
+// ok is false for a record that carries no change.
+func record(dec decodeFunc, conv *Converter, origin string, key, value []byte) (ev change.Event, ok bool) {
+	env, err := dec(key, value)
+	if err == nil {
+		ev, ok, err = conv.Event(&env)
+	}
+	if err != nil {
+		ev, ok = Invalid(origin, value, err), true
+	}
+	ev.Origin = origin
+	return ev, ok
+}
+
 // Invalid returns the event that reports a record that could not be used.
+// It keeps a copy of the record's start (the caller may reuse raw, as a
+// line scanner does).
 func Invalid(origin string, raw []byte, err error) change.Event {
 	const keep = 4096 // of the raw record, for the dead letter
-	if len(raw) > keep {
-		raw = raw[:keep]
-	}
-	return change.Event{Op: change.Invalid, Origin: origin, Err: err, Raw: raw}
+	return change.Event{Op: change.Invalid, Origin: origin, Err: err, Raw: bytes.Clone(raw[:min(len(raw), keep)])}
 }
 
 // emit sends ev, blocking while out is full, until ctx ends.

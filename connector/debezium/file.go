@@ -78,15 +78,12 @@ func (f *File) read(ctx context.Context, path string, conv *Converter, out chan<
 			continue
 		}
 		records++
-		origin := name + ":" + strconv.Itoa(line)
-		ev, ok := convertLine(f.dec, conv, origin, text)
+		ev, ok := convertLine(f.dec, conv, name+":"+strconv.Itoa(line), text)
 		if !ok {
 			continue
 		}
-		select {
-		case out <- ev:
-		case <-ctx.Done():
-			return records, ctx.Err()
+		if err := emit(ctx, out, ev); err != nil {
+			return records, err
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -102,15 +99,10 @@ func (f *File) read(ctx context.Context, path string, conv *Converter, out chan<
 // carries no change.
 func convertLine(dec *decode.Debezium, conv *Converter, origin string, text []byte) (change.Event, bool) {
 	key, value := splitRecord(text)
-	env, err := dec.DecodeJSON(key, value)
-	if err != nil {
-		return Invalid(origin, text, err), true
+	ev, ok := record(dec.DecodeJSON, conv, origin, key, value)
+	if ev.Op == change.Invalid {
+		ev = Invalid(origin, text, ev.Err) // the whole line, key and all
 	}
-	ev, ok, err := conv.Event(&env)
-	if err != nil {
-		return Invalid(origin, text, err), true
-	}
-	ev.Origin = origin
 	return ev, ok
 }
 

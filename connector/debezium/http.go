@@ -150,29 +150,18 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 	}
 	base := h.conv.Last()
 	events := make([]change.Event, 0, len(values))
+	dec := decodeFunc(h.dec.DecodeJSON)
+	if format == Avro {
+		dec = h.dec.DecodeAvro
+	}
 	for i, v := range values {
 		origin := reqID + "#" + strconv.Itoa(i)
 		if splitErr != nil {
 			events = append(events, Invalid(origin, v, splitErr))
 			continue
 		}
-		var env decode.Envelope
-		var err error
-		if format == Avro {
-			env, err = h.dec.DecodeAvro(nil, v)
-		} else {
-			env, err = h.dec.DecodeJSON(nil, v)
-		}
-		if err != nil {
-			events = append(events, Invalid(origin, v, err))
-			continue
-		}
-		ev, ok, err := h.conv.Event(&env)
-		switch {
-		case err != nil:
-			events = append(events, Invalid(origin, v, err))
-		case ok:
-			ev.Origin = origin
+		// Debezium Server posts values only; the key is not needed.
+		if ev, ok := record(dec, h.conv, origin, nil, v); ok {
 			events = append(events, ev)
 		}
 	}

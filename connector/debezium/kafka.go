@@ -75,14 +75,13 @@ type Kafka struct {
 	regex   *regexp.Regexp
 	brokers []string
 	opts    []kgo.Opt
-	decode  func(key, value []byte) (decode.Envelope, error)
+	decode  decodeFunc
 	log     *slog.Logger
 	metrics *connector.Metrics
 
-	// idle is how long the partitions stay quiet before the progress of
-	// records that carried no change is sent again (the runtime makes idle
-	// progress durable only every IdleCheckpoint).
-	idle time.Duration
+	// poll bounds one wait for records, so that partition discovery and
+	// a stop are not held up by quiet partitions.
+	poll time.Duration
 	// rediscover is how often partitions and topics are listed again.
 	rediscover time.Duration
 
@@ -127,7 +126,7 @@ func NewKafka(cfg config.Source, topics []string, dec *decode.Debezium, log *slo
 
 	k := &Kafka{
 		topics: slices.Clone(topics), regex: kc.TopicsRegex, brokers: kc.Brokers, log: log, metrics: m,
-		idle: time.Second, rediscover: time.Minute,
+		poll: time.Second, rediscover: time.Minute,
 		health:    errors.New("kafka: not connected yet"),
 		brokerErr: map[int32]error{}, hwm: map[string]int64{},
 	}
@@ -309,7 +308,7 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 			}
 			// Otherwise the fetches fail too and say why.
 		}
-		pollCtx, cancel := context.WithTimeout(ctx, k.idle)
+		pollCtx, cancel := context.WithTimeout(ctx, k.poll)
 		fetches := cl.PollRecords(pollCtx, pollRecords)
 		cancel()
 		if ctx.Err() != nil {
@@ -319,9 +318,6 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 			return err
 		}
 		if fetches.NumRecords() == 0 {
-			if err := k.resendIdle(ctx, parts, out); err != nil {
-				return err
-			}
 			continue
 		}
 		var sendErr error
@@ -475,27 +471,18 @@ func (k *Kafka) partitions(ctx context.Context, cl *kgo.Client) (map[string][]in
 
 // event turns one record into the event that reports it.
 func (k *Kafka) event(p *partition, r *kgo.Record) change.Event {
-	origin := p.name + "@" + strconv.FormatInt(r.Offset, 10)
-	env, err := k.decode(r.Key, r.Value)
-	var ev change.Event
-	var ok bool
-	if err == nil {
-		ev, ok, err = p.conv.Event(&env)
-	}
-	switch {
-	case err != nil:
-		ev = Invalid(origin, r.Value, err)
-	case !ok:
+	ev, ok := record(k.decode, p.conv, p.name+"@"+strconv.FormatInt(r.Offset, 10), r.Key, r.Value)
+	if !ok {
 		// No change, but the partition moved on: say so, so that the
 		// offset becomes durable.
-		ev = change.Event{Op: change.Heartbeat}
+		ev = change.Event{Op: change.Heartbeat, Origin: ev.Origin}
 	}
-	ev.Stream, ev.Offset, ev.Origin = p.name, r.Offset+1, origin
+	ev.Stream, ev.Offset = p.name, r.Offset+1
 	return ev
 }
 
 // seed keeps a record before the checkpointed offset for Converter.Seed.
-func (p *partition) seed(decodeRecord func(key, value []byte) (decode.Envelope, error), r *kgo.Record) {
+func (p *partition) seed(decodeRecord decodeFunc, r *kgo.Record) {
 	if env, err := decodeRecord(r.Key, r.Value); err == nil && env.Kind == decode.KindChange {
 		p.seeds = append(p.seeds, env)
 	}
@@ -534,26 +521,6 @@ func (k *Kafka) fetchErrors(fetches kgo.Fetches) error {
 		k.setHealth(retried)
 	} else if fetches.NumRecords() > 0 {
 		k.setHealth(nil)
-	}
-	return nil
-}
-
-// resendIdle tells the runtime again how far each partition was read when
-// that is past what is durable: the last records of a partition may carry
-// no change, and the runtime writes such progress only when it has been
-// idle for a while.
-func (k *Kafka) resendIdle(ctx context.Context, parts map[string]*partition, out chan<- change.Event) error {
-	k.mu.Lock()
-	durable := k.durable
-	k.mu.Unlock()
-	for _, name := range slices.Sorted(maps.Keys(parts)) {
-		p := parts[name]
-		if p.next == 0 || p.next <= durable[name].Offset {
-			continue
-		}
-		if err := emit(ctx, out, change.Event{Op: change.Heartbeat, Stream: name, Offset: p.next}); err != nil {
-			return err
-		}
 	}
 	return nil
 }

@@ -373,7 +373,7 @@ func source(t *testing.T, c *kfake.Cluster, cfg config.Source, topics []string) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.idle = 20 * time.Millisecond
+	k.poll = 20 * time.Millisecond
 	return k
 }
 
