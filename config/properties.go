@@ -98,9 +98,9 @@ var Properties = []Property{
 			}
 			return fmt.Errorf("%q is not a snapshot mode", v)
 		}},
-	{Name: "snapshot.fetch.size", Default: strconv.Itoa(DefaultSnapshotFetch), Debezium: true, Doc: "Rows per snapshot chunk: a table with a primary key of integers, uuid, date or timestamps is read in key order, this many rows per query; other tables in ranges of heap blocks holding about this many rows. Chunks are the unit of progress: a restart never reads a finished chunk again. Memory holds at most `snapshot.max.threads` chunks.",
+	{Name: "snapshot.fetch.size", Default: strconv.Itoa(DefaultSnapshotFetch), Debezium: true, Doc: "Rows per snapshot chunk: a table with a primary key of integers, uuid, date or timestamps is read in key order, this many rows per query; other tables in ranges of heap blocks holding about this many rows. Chunks are the unit of progress: a restart never reads a finished chunk of a keyed table again (a table read by heap blocks that a crash cut is retracted and read again whole). The snapshot holds at most `snapshot.max.threads` chunks in memory, besides the runtime's queue (`queue.max.changes`).",
 		set: func(c *Connector, v string) error { return setInt(&c.Postgres.SnapshotFetch, v, 1, 1<<20) }},
-	{Name: "snapshot.max.threads", Default: "1", Debezium: true, Doc: "Connections that read snapshot chunks in parallel (different tables, or key ranges of one table with an integer key), all in the same exported snapshot.",
+	{Name: "snapshot.max.threads", Default: "1", Debezium: true, Doc: "Connections that read snapshot chunks in parallel (different tables; key ranges of one table whose key is a single int2/int4/int8 column and that holds more than twice `snapshot.fetch.size` rows; block ranges of a table without such a key), all in the same exported snapshot.",
 		set: func(c *Connector, v string) error { return setInt(&c.Postgres.SnapshotThreads, v, 1, 64) }},
 	{Name: "heartbeat.interval.ms", Default: "0", Debezium: true, Doc: "How often progress on an idle stream is made durable and acknowledged to the slot, so WAL does not pile up. 0 means every 10 s.",
 		set: func(c *Connector, v string) error {

@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -44,8 +43,9 @@ import (
 // in docs/exactly-once.md.
 
 // ErrSnapshotDone is returned by Stream under snapshot.mode=initial_only
-// once the snapshot is durable (and the slot dropped): a clean end.
-var ErrSnapshotDone = errors.New("snapshot complete (snapshot.mode=initial_only)")
+// once the snapshot is durable (and the slot dropped): a clean end, the
+// end of the source's input (it wraps io.EOF, see connector.Source).
+var ErrSnapshotDone = fmt.Errorf("snapshot complete (snapshot.mode=initial_only): %w", io.EOF)
 
 // snapshot runs one snapshot (fresh, or resumed from prog).
 type snapshot struct {
@@ -304,12 +304,6 @@ func (sn *snapshot) replay(ctx context.Context, durable uint32) error {
 // what the snapshot kept in the sink.
 func (sn *snapshot) finish(ctx context.Context) error {
 	st, p := sn.st, sn.prog
-	if !p.Sent {
-		p.Sent = true
-		if err := sn.save(ctx, nil); err != nil {
-			return err
-		}
-	}
 	at := p.At
 	for _, c := range p.Staged {
 		if c.At.After(at) {

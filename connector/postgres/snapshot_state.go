@@ -59,8 +59,6 @@ type progress struct {
 	Staged []*stagedChunk `json:"staged,omitempty"`
 	// Points are the consistent points of later reads (restarts), in order.
 	Points []uint64 `json:"points,omitempty"`
-	// Sent: every chunk has been handed over; the commit marker is Next.
-	Sent bool `json:"sent,omitempty"`
 
 	gen uint32
 }
@@ -217,14 +215,11 @@ func expireRecords(ctx context.Context, store connector.Store, keys []sink.Key) 
 // as PostgreSQL sent them in text format (length+1, 0 for NULL). Replay
 // decodes them with decode.DecodeText, exactly as the first time.
 type rawRows struct {
-	cols []string
-	oids []uint32
-	buf  []byte
-	n    int
+	buf []byte
 }
 
 func newRawRows(cols []string, oids []uint32) *rawRows {
-	r := &rawRows{cols: cols, oids: oids}
+	r := &rawRows{}
 	r.buf = binary.AppendUvarint(r.buf, uint64(len(cols)))
 	for i, c := range cols {
 		r.buf = binary.AppendUvarint(r.buf, uint64(len(c)))
@@ -243,7 +238,6 @@ func (r *rawRows) add(vals [][]byte) {
 		r.buf = binary.AppendUvarint(r.buf, uint64(len(v))+1)
 		r.buf = append(r.buf, v...)
 	}
-	r.n++
 }
 
 var errStaging = errors.New("staged snapshot chunk is corrupt")

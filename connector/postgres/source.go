@@ -239,7 +239,7 @@ func (st *stream) run(ctx context.Context) error {
 		}
 		return errStopAfterSnapshot
 	}
-	if err := st.checkSlot(ctx, conn); err != nil {
+	if err := st.checkSlot(ctx); err != nil {
 		return err
 	}
 	args := []string{"proto_version '1'", "publication_names '" + st.cfg.PublicationName + "'"}
@@ -397,7 +397,7 @@ func (st *stream) sendStatus(ctx context.Context, conn *pgconn.PgConn, reply boo
 }
 
 // checkSlot catches a slot dropped or invalidated while tilefeed ran.
-func (st *stream) checkSlot(ctx context.Context, _ *pgconn.PgConn) error {
+func (st *stream) checkSlot(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, st.cfg.ConnString())
 	if err != nil {
 		return fmt.Errorf("connect to PostgreSQL at %s:%d: %w", st.cfg.Host, st.cfg.Port, err)

@@ -23,7 +23,6 @@ import (
 
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
-	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
@@ -159,7 +158,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	<-srvDone
-	if errors.Is(runErr, context.Canceled) || errors.Is(runErr, postgres.ErrSnapshotDone) {
+	if errors.Is(runErr, context.Canceled) {
 		return nil
 	}
 	return runErr
