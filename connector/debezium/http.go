@@ -12,6 +12,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -69,7 +70,11 @@ func NewHTTP(dec *decode.Debezium, log *slog.Logger, wait time.Duration) *HTTP {
 // Stream serves requests until ctx ends.
 func (h *HTTP) Stream(ctx context.Context, from connector.Checkpoint, out chan<- change.Event) error {
 	h.mu.Lock()
-	h.conv = NewConverter(from.Pos)
+	// A request may have been made durable in part before a crash, and it
+	// comes again whole: number its changes from where the last whole
+	// request ended, as the first time, not from the checkpoint's position.
+	_, base := parseMarker(from.Marker)
+	h.conv = NewConverter(base)
 	h.mu.Unlock()
 	h.state.Lock()
 	h.out, h.ctx, h.done = out, ctx, from.Marker
@@ -139,7 +144,8 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 	sum := sha256.Sum256(body)
 	reqID := "http:" + hex.EncodeToString(sum[:12])
 	h.state.Lock()
-	again := h.done == reqID
+	lastID, _ := parseMarker(h.done)
+	again := lastID == reqID
 	h.state.Unlock()
 	if again {
 		// The last request made durable, sent again because its answer
@@ -165,12 +171,14 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 			events = append(events, ev)
 		}
 	}
-	// The request's last event carries its id, so the checkpoint that
-	// covers the end of the request names it, in the same write.
+	// The request's last event carries its id and end position, so the
+	// checkpoint that covers the end of the request names it, in the same
+	// write.
 	if len(events) == 0 {
 		events = append(events, change.Event{Op: change.Heartbeat})
 	}
-	events[len(events)-1].Marker = reqID
+	marker := reqID + "@" + formatPos(h.conv.Last())
+	events[len(events)-1].Marker = marker
 
 	wait, cancel := context.WithTimeout(ctx, h.wait)
 	defer cancel()
@@ -190,7 +198,7 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 		h.state.Lock()
 		done, ch := h.done, h.ackCh
 		h.state.Unlock()
-		if done == reqID {
+		if done == marker {
 			return http.StatusOK, ""
 		}
 		select {
@@ -206,6 +214,23 @@ func (h *HTTP) take(ctx context.Context, format Format, body []byte, values [][]
 			return http.StatusServiceUnavailable, "tilefeed is stopping: retry"
 		}
 	}
+}
+
+// A marker names a request and the position its changes end at:
+// "http:<digest>@<lsn>/<seq>/<ordinal>".
+func formatPos(p change.Position) string {
+	return fmt.Sprintf("%d/%d/%d", p.LSN, p.Seq, p.Ordinal)
+}
+
+func parseMarker(m string) (id string, end change.Position) {
+	id, pos, ok := strings.Cut(m, "@")
+	if !ok {
+		return m, end
+	}
+	if _, err := fmt.Sscanf(pos, "%d/%d/%d", &end.LSN, &end.Seq, &end.Ordinal); err != nil {
+		return id, change.Position{}
+	}
+	return id, end
 }
 
 func contentFormat(ct string) (Format, error) {

@@ -379,3 +379,66 @@ func TestHTTPAnswersOnlyWhenDurable(t *testing.T) {
 		t.Errorf("text/xml answered %d, want 415", code)
 	}
 }
+
+// TestHTTPRequestDurableInPartResentAfterRestart: a request of snapshot
+// rows is made durable in part (the sink fails after its first batch),
+// tilefeed stops, and Debezium Server sends the request again to the new
+// process: the rows already durable are recognized, none counts twice.
+func TestHTTPRequestDurableInPartResentAfterRestart(t *testing.T) {
+	o := newOrders()
+	o.snapshot(12)
+	first := "[" + strings.Join(o.lines[:2], ",") + "]"
+	body := "[" + strings.Join(o.lines[2:], ",") + "]"
+	e, dec := ordersEngine(t)
+	st := openOrdersStore(t)
+	var puts atomic.Int32
+	st.InjectFault(func(op string, _ []sink.Record) error {
+		if op == "put" && puts.Add(1) > 2 { // the first request, then one batch of the second
+			return sink.ErrUnavailable
+		}
+		return nil
+	})
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	post := func(url, body string) int {
+		resp, err := http.Post(url, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	run := func(wait time.Duration, bodies ...string) (codes []int, changes int64) {
+		src := debezium.NewHTTP(dec, log, wait)
+		srv := httptest.NewServer(src)
+		defer srv.Close()
+		rt := newRuntime(t, src, st, e, connector.Options{BatchMax: 4, StopTimeout: 200 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- rt.Run(ctx) }()
+		for _, b := range bodies {
+			code := post(srv.URL, b)
+			for code == http.StatusServiceUnavailable && len(codes) == 0 && rt.Status().ChangesTotal == 0 {
+				time.Sleep(10 * time.Millisecond) // not streaming yet
+				code = post(srv.URL, b)
+			}
+			codes = append(codes, code)
+		}
+		cancel()
+		<-done
+		cp, _, _, err := connector.LoadCheckpoint(context.Background(), st, "dbz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return codes, cp.Changes
+	}
+	codes, changes := run(300*time.Millisecond, first, body)
+	if codes[0] != http.StatusOK || codes[1] != http.StatusServiceUnavailable || changes <= 2 || changes >= 12 {
+		t.Fatalf("first run: answers %v, %d changes durable; want 200, 503 and part of the second request", codes, changes)
+	}
+	st.InjectFault(nil)
+	codes, changes = run(10*time.Second, body)
+	if codes[0] != http.StatusOK || changes != 12 {
+		t.Errorf("after the restart: answer %v, %d changes; want 200 and the 12 rows once each", codes, changes)
+	}
+	equalFeatures(t, "after the resend", features(t, st, e, 3), o.truth())
+}

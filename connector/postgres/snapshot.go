@@ -95,8 +95,9 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 	}
 	p := sn.prog
 	durable := p.durable(st.fromPos)
+	var gone []sink.Key // staged chunks the checkpoint covers: expired with the next save
 	if !fresh {
-		sn.forgetDurable(durable)
+		gone = sn.forgetDurable(durable)
 		if sn.remaining() {
 			// What is left is read at a new consistent point: a temporary
 			// slot's exported snapshot (dropped when its connection closes).
@@ -151,7 +152,7 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 			return err
 		}
 		// The read point is durable before any row read at it is sent.
-		if err := sn.save(ctx, nil); err != nil {
+		if err := sn.save(ctx, gone); err != nil {
 			return err
 		}
 	}
@@ -415,11 +416,11 @@ func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tablePr
 	fetch := int64(max(sn.st.cfg.SnapshotFetch, 1))
 	t := &tableProgress{Name: table}
 	var tuples float64
-	var pages, blocks int64
-	if err := tx.QueryRow(ctx, `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8, COALESCE(sum(c.relpages), 0)::int8,
+	var blocks int64
+	if err := tx.QueryRow(ctx, `SELECT COALESCE(sum(GREATEST(c.reltuples, 0)), 0)::float8,
 			COALESCE(max(pg_relation_size(c.oid) / current_setting('block_size')::int8), 0)::int8
 		FROM (SELECT relid FROM pg_partition_tree($1::regclass) WHERE isleaf UNION SELECT $1::regclass) p
-		JOIN pg_class c ON c.oid = p.relid`, table).Scan(&tuples, &pages, &blocks); err != nil {
+		JOIN pg_class c ON c.oid = p.relid`, table).Scan(&tuples, &blocks); err != nil {
 		return nil, err
 	}
 	t.Estimate = int64(tuples)
@@ -465,9 +466,11 @@ func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tablePr
 		}
 		return t, nil
 	}
+	// A ctid range on a partitioned table covers that range in every leaf:
+	// rows per block index, over all leaves.
 	perBlock := int64(50)
-	if pages > 0 && tuples > 0 {
-		perBlock = max(int64(tuples)/pages, 1)
+	if blocks > 0 && tuples > 0 {
+		perBlock = max(int64(tuples)/blocks, 1)
 	}
 	t.BlocksPerChunk = max(fetch/perBlock, 1)
 	n := int64(threads)
