@@ -463,6 +463,17 @@ func TestParseErrors(t *testing.T) {
 			path: "features[0].name", fragments: []string{"at most 63 characters"}},
 		{name: "feature name duplicate", edit: func(p map[string]any, f []any) []any { return append(f, baseFeatures()[0]) },
 			path: "features[1].name", fragments: []string{`"tx" is used by another feature group`}},
+		{name: "declared column types disagree", edit: func(p map[string]any, f []any) []any {
+			feature(f, 0)["columns"] = map[string]any{"amount": "numeric(12,2)", "created_at": "timestamptz"}
+			g := baseFeatures()[0].(map[string]any)
+			g["name"], g["table"] = "tx2", "public.transactions"
+			g["columns"] = map[string]any{"amount": "Numeric(12, 2)", "created_at": "timestamp"}
+			return append(f, g)
+		}, path: "features[1].columns.created_at", fragments: []string{`"timestamp", but features[0].columns.created_at declares "timestamptz": groups of one table must agree`}},
+		{name: "declared column type empty", edit: func(p map[string]any, f []any) []any {
+			feature(f, 0)["columns"] = map[string]any{"amount": " "}
+			return f
+		}, path: "features[0].columns.amount", fragments: []string{"empty type"}},
 		{name: "table missing", edit: func(p map[string]any, f []any) []any { delete(feature(f, 0), "table"); return f },
 			path: "features[0].table", fragments: []string{"is required"}},
 		{name: "entity missing", edit: func(p map[string]any, f []any) []any { delete(feature(f, 0), "entity"); return f },

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/expr-lang/expr/parser"
@@ -74,6 +75,10 @@ func unknownKeys(raw json.RawMessage, allowed map[string]bool, path string, v *v
 
 func validateFeatures(c *Connector, broken map[int]bool, v *validator) {
 	groups := map[string]bool{}
+	// Declared column types are per table: the decoder reads a column one
+	// way whichever group declared it.
+	type declared struct{ typ, path string }
+	types := map[string]declared{}
 	for i := range c.Features {
 		if broken[i] {
 			continue
@@ -95,6 +100,18 @@ func validateFeatures(c *Connector, broken map[int]bool, v *validator) {
 			f.Table = qualify(f.Table)
 			if !c.Postgres.Captures(f.Table) {
 				v.addf(path+".table", "%q is excluded by table.include.list/table.exclude.list", f.Table)
+			}
+		}
+		for _, col := range sortedKeys(f.Columns) {
+			typ, p := f.Columns[col], path+".columns."+col
+			norm := typeSpelling.Replace(strings.Join(strings.Fields(strings.ToLower(typ)), " "))
+			switch d, ok := types[f.Table+"."+col]; {
+			case norm == "":
+				v.addf(p, "empty type: give the column's PostgreSQL type, as in \"numeric(12,2)\"")
+			case ok && d.typ != norm:
+				v.addf(p, "%q, but %s declares %q: groups of one table must agree on a column's type", typ, d.path, d.typ)
+			case !ok:
+				types[f.Table+"."+col] = declared{norm, p}
 			}
 		}
 		if len(f.Entity) == 0 {
@@ -173,6 +190,10 @@ func validateAggregation(c *Connector, f *Feature, a *Aggregation, path string, 
 		v.addf(path+field, "%v", err)
 	}
 }
+
+// typeSpelling drops the spaces a type may have around its modifiers, so
+// "numeric(12, 2)" and "numeric (12,2)" compare equal.
+var typeSpelling = strings.NewReplacer(" (", "(", "( ", "(", " ,", ",", ", ", ",", " )", ")")
 
 func checkColumns(c *Connector, f *Feature, path string, cols []string, v *validator) {
 	seen := map[string]bool{}
