@@ -181,23 +181,32 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 // remaining reports whether anything is left to read from the database.
 func (sn *snapshot) remaining() bool {
 	for _, t := range sn.prog.Tables {
-		for _, s := range t.Segments {
-			if !s.Done {
-				return true
-			}
+		if !t.finished() {
+			return true
 		}
 	}
 	return false
 }
 
-// forgetDurable drops the staged chunks the checkpoint covers (chunks of
-// tables read by ctid stay until the snapshot ends: they may have to be
-// retracted).
+// forgetDurable drops the staged chunks the checkpoint covers. A chunk of
+// a table read by ctid stays until that table is read to its end (a crash
+// before then has it retracted), and a chunk stays while a retraction
+// that is not durable yet reads it.
 func (sn *snapshot) forgetDurable(durable uint32) []sink.Key {
+	finished := map[string]bool{}
+	for _, t := range sn.prog.Tables {
+		finished[t.Name] = t.finished()
+	}
+	retracting := map[string]bool{}
+	for _, c := range sn.prog.Staged {
+		if c.Of != "" && c.last() > durable {
+			retracting[c.Of] = true
+		}
+	}
 	var gone []sink.Key
 	kept := sn.prog.Staged[:0]
 	for _, c := range sn.prog.Staged {
-		if c.last() <= durable && !c.Keep {
+		if c.last() <= durable && (!c.Keep || finished[c.Table]) && !retracting[c.ID] {
 			for i := range c.Parts {
 				gone = append(gone, stagingKey(sn.name, c.ID, i))
 			}
@@ -217,11 +226,7 @@ func (sn *snapshot) replan(ctx context.Context, tx pgx.Tx) error {
 	p := sn.prog
 	p.Points = append(p.Points, sn.point)
 	for _, t := range p.Tables {
-		unfinished := false
-		for _, s := range t.Segments {
-			unfinished = unfinished || !s.Done
-		}
-		if !unfinished {
+		if t.finished() {
 			continue
 		}
 		if len(t.Key) > 0 {
@@ -244,7 +249,7 @@ func (sn *snapshot) replan(ctx context.Context, tx pgx.Tx) error {
 				continue
 			}
 			c.Retracted = true
-			r := &stagedChunk{ID: strconv.FormatUint(uint64(p.Next), 10) + "r", Table: t.Name, First: p.Next, Rows: c.Rows,
+			r := &stagedChunk{ID: chunkID(p.Next, true), Table: t.Name, First: p.Next, Rows: c.Rows,
 				At: sn.at, Of: c.ID, Keep: true}
 			p.Next += c.Rows
 			p.Staged = append(p.Staged, r)
@@ -466,13 +471,12 @@ func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tablePr
 		}
 		return t, nil
 	}
-	// A ctid range on a partitioned table covers that range in every leaf:
-	// rows per block index, over all leaves.
-	perBlock := int64(50)
-	if blocks > 0 && tuples > 0 {
-		perBlock = max(int64(tuples)/blocks, 1)
+	var capped bool
+	t.BlocksPerChunk, capped = ctidChunk(blocks, tuples, fetch, threads)
+	if capped {
+		sn.st.log.Info("snapshot: big table without a usable key; chunks are bigger than snapshot.fetch.size",
+			"table", table, "blocks", blocks, "blocks_per_chunk", t.BlocksPerChunk)
 	}
-	t.BlocksPerChunk = max(fetch/perBlock, 1)
 	n := int64(threads)
 	if blocks < n*t.BlocksPerChunk {
 		n = 1
@@ -482,6 +486,24 @@ func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tablePr
 		t.Segments = append(t.Segments, s)
 	}
 	return t, nil
+}
+
+// ctidChunk returns how many heap blocks a chunk of a table read by ctid
+// spans: about fetch rows, but so that the table has at most
+// maxKeptChunks/threads chunks (every chunk stays in the progress record
+// until the table is read to its end); capped says the bound applied. A
+// ctid range on a partitioned table covers that range in every leaf:
+// blocks is the biggest leaf's, tuples all leaves'.
+func ctidChunk(blocks int64, tuples float64, fetch int64, threads int) (perChunk int64, capped bool) {
+	perBlock := int64(50)
+	if blocks > 0 && tuples > 0 {
+		perBlock = max(int64(tuples)/blocks, 1)
+	}
+	perChunk = max(fetch/perBlock, 1)
+	if limit := int64(max(maxKeptChunks/max(threads, 1), 1)); blocks/perChunk > limit {
+		return (blocks + limit - 1) / limit, true
+	}
+	return perChunk, false
 }
 
 func k0Integer(oid uint32) bool {
@@ -680,7 +702,7 @@ func (sn *snapshot) emit(ctx context.Context, c *chunk) error {
 	first := p.Next
 	at := sn.at
 	if n > 0 && sn.store != nil {
-		sc := &stagedChunk{ID: strconv.FormatUint(uint64(first), 10), Table: c.t.Name, First: first, Rows: n, At: at, Keep: len(c.t.Key) == 0}
+		sc := &stagedChunk{ID: chunkID(first, false), Table: c.t.Name, First: first, Rows: n, At: at, Keep: len(c.t.Key) == 0}
 		if err := sn.stage(ctx, sc, c.raw.buf); err != nil {
 			return err
 		}

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -54,9 +56,9 @@ type progress struct {
 	Next   uint32           `json:"next"`
 	Tables []*tableProgress `json:"tables"`
 	// Staged are the chunks handed to the runtime that may not be durable
-	// yet (and, for tables chunked by ctid, every chunk until the snapshot
-	// ends), in ordinal order.
-	Staged []*stagedChunk `json:"staged,omitempty"`
+	// yet (and, for tables chunked by ctid, every chunk until the table is
+	// read to its end), in ordinal order.
+	Staged []*stagedChunk `json:"-"` // stored compact: see MarshalJSON
 	// Points are the consistent points of later reads (restarts), in order.
 	Points []uint64 `json:"points,omitempty"`
 
@@ -110,22 +112,123 @@ type keyRange struct {
 
 // stagedChunk is a chunk handed to the runtime: rows First … First+Rows−1.
 type stagedChunk struct {
-	ID    string    `json:"id"`
-	Table string    `json:"table"`
-	First uint32    `json:"first"`
-	Rows  uint32    `json:"rows"`
-	Parts int       `json:"parts"`
-	At    time.Time `json:"at"`
+	ID    string
+	Table string
+	First uint32
+	Rows  uint32
+	Parts int
+	At    time.Time
 	// Of, when set, makes this a retraction: Delete events for the rows of
 	// staged chunk Of (whose staging it reads).
-	Of string `json:"of,omitempty"`
+	Of string
 	// Keep: the chunk's rows may have to be retracted (a table read by
-	// ctid, until the snapshot ends).
-	Keep      bool `json:"keep,omitempty"`
-	Retracted bool `json:"retracted,omitempty"`
+	// ctid, until that table is read to its end).
+	Keep      bool
+	Retracted bool
 }
 
 func (c *stagedChunk) last() uint32 { return c.First + c.Rows - 1 }
+
+// chunkID names a staged chunk by its first ordinal; a retraction's ends
+// in "r". The progress record stores only the ordinal.
+func chunkID(first uint32, retraction bool) string {
+	id := strconv.FormatUint(uint64(first), 10)
+	if retraction {
+		id += "r"
+	}
+	return id
+}
+
+// finished reports whether every segment of the table is read.
+func (t *tableProgress) finished() bool {
+	for _, s := range t.Segments {
+		if !s.Done {
+			return false
+		}
+	}
+	return true
+}
+
+// A table read by ctid keeps all its staged chunks in the progress record
+// until it is read to its end, and a cut read keeps them twice more
+// (retractions, then the new read's). maxKeptChunks bounds one table's
+// chunks, so that the record stays far below a sink record's 1 MiB (about
+// 50 bytes a chunk): a bigger table gets bigger chunks.
+const maxKeptChunks = 4096
+
+// progressLimit is the size past which the progress record is refused
+// with a clear error instead of the sink's.
+const progressLimit = 900 << 10
+
+// The staged chunks are stored as arrays of numbers, not objects: the
+// record holds every chunk of a table read by ctid until it is read to
+// its end.
+const (
+	chunkKeep = 1 << iota
+	chunkRetracted
+)
+
+type progressJSON progress // progress without its methods
+
+func (p *progress) MarshalJSON() ([]byte, error) {
+	table := make(map[string]int64, len(p.Tables))
+	for i, t := range p.Tables {
+		table[t.Name] = int64(i)
+	}
+	chunks := make([][7]int64, len(p.Staged))
+	for i, c := range p.Staged {
+		ti, ok := table[c.Table]
+		if !ok || c.ID != chunkID(c.First, c.Of != "") {
+			return nil, fmt.Errorf("staged chunk %s of %s: not a chunk of this snapshot", c.ID, c.Table)
+		}
+		of := int64(-1)
+		if c.Of != "" {
+			n, err := strconv.ParseUint(c.Of, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("staged chunk %s retracts %q: not a chunk", c.ID, c.Of)
+			}
+			of = int64(n)
+		}
+		var flags int64
+		if c.Keep {
+			flags |= chunkKeep
+		}
+		if c.Retracted {
+			flags |= chunkRetracted
+		}
+		chunks[i] = [7]int64{int64(c.First), int64(c.Rows), int64(c.Parts), ti, c.At.UnixNano(), flags, of}
+	}
+	return json.Marshal(struct {
+		*progressJSON
+		Staged [][7]int64 `json:"staged,omitempty"` // first, rows, parts, table index, at (ns), flags, retracted chunk (-1: none)
+	}{(*progressJSON)(p), chunks})
+}
+
+func (p *progress) UnmarshalJSON(b []byte) error {
+	var v struct {
+		*progressJSON
+		Staged [][7]int64 `json:"staged,omitempty"`
+	}
+	v.progressJSON = (*progressJSON)(p)
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	p.Staged = make([]*stagedChunk, len(v.Staged))
+	for i, a := range v.Staged {
+		first, rows, parts, ti, at, flags, of := a[0], a[1], a[2], a[3], a[4], a[5], a[6]
+		if first < 0 || first > math.MaxUint32 || rows < 1 || rows > math.MaxUint32 || parts < 1 || ti < 0 || ti >= int64(len(p.Tables)) || of < -1 || of > math.MaxUint32 {
+			return fmt.Errorf("staged chunk %d: %v is not a chunk", i, a)
+		}
+		c := &stagedChunk{First: uint32(first), Rows: uint32(rows), Parts: int(parts), Table: p.Tables[ti].Name,
+			At: time.Unix(0, at).UTC(), Keep: flags&chunkKeep != 0, Retracted: flags&chunkRetracted != 0}
+		if of >= 0 {
+			c.Of = chunkID(uint32(of), false)
+		}
+		c.ID = chunkID(c.First, c.Of != "")
+		p.Staged[i] = c
+	}
+	return nil
+}
 
 func stagingKey(connectorName, id string, part int) sink.Key {
 	return sink.Key{Set: sink.CheckpointSet, ID: fmt.Sprintf("%s/snapshot/%s/%d", connectorName, id, part)}
@@ -183,6 +286,10 @@ func (p *progress) record(name string) (sink.Record, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return sink.Record{}, err
+	}
+	if len(b) > progressLimit {
+		return sink.Record{}, fmt.Errorf("%w: the snapshot progress record would be %d bytes (%d staged chunks), too big for one sink record: raise snapshot.fetch.size",
+			connector.ErrFatal, len(b), len(p.Staged))
 	}
 	return sink.Record{Key: progressKey(name), Gen: p.gen, Bins: map[string]any{"json": string(b)}}, nil
 }

@@ -1,7 +1,11 @@
 package postgres
 
 import (
+	"encoding/json"
+	"fmt"
+	"math"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,6 +95,146 @@ func TestCompareKeys(t *testing.T) {
 	for _, tc := range tests {
 		if got := compareKeys(tc.a, tc.b); got != tc.want {
 			t.Errorf("compareKeys(%v, %v) = %d, want %d", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// The progress record stores staged chunks compactly and reads them back
+// whole; one that does not name a chunk of the snapshot is refused.
+func TestProgressRecord(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 22, 10, 0, 0, 123456789, time.UTC)
+	p := &progress{Slot: 1000, At: at, Next: 30, Tables: []*tableProgress{
+		{Name: "public.keyed", Key: []keyCol{{Name: "id", OID: pgtype.Int8OID}}, Segments: []*segment{{Last: []string{"9"}}}},
+		{Name: "public.nokey", BlocksPerChunk: 4, Segments: []*segment{{Block: 8, Open: true}}},
+	}, Staged: []*stagedChunk{
+		{ID: "0", Table: "public.keyed", First: 0, Rows: 10, Parts: 1, At: at},
+		{ID: "10", Table: "public.nokey", First: 10, Rows: 10, Parts: 2, At: at, Keep: true, Retracted: true},
+		{ID: "20r", Table: "public.nokey", First: 20, Rows: 10, Parts: 0, At: at.Add(time.Minute), Of: "10", Keep: true},
+	}}
+	p.Staged[2].Parts = 1
+	rec, err := p.record("c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := rec.Bins["json"].(string)
+	if !strings.Contains(raw, `"staged":[[0,10,1,0,`) {
+		t.Errorf("chunks not stored as arrays: %s", raw)
+	}
+	got := &progress{}
+	if err := json.Unmarshal([]byte(raw), got); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, p) {
+		t.Errorf("read back\n%s\nwant\n%s", show(got), show(p))
+	}
+
+	// The most a table read by ctid can keep: its chunks, their
+	// retractions after a crash and the chunks of its new read.
+	big := &progress{Slot: 1 << 40, At: at, Next: math.MaxUint32 - 1, Tables: p.Tables}
+	for i := range uint32(3 * maxKeptChunks) {
+		first := math.MaxUint32 - 1_000_000_000 + i*200_000
+		c := &stagedChunk{ID: chunkID(first, false), Table: "public.nokey", First: first, Rows: 200_000, Parts: 80, At: at, Keep: true, Retracted: true}
+		if i%3 == 1 {
+			c.ID, c.Of, c.Retracted = chunkID(first, true), chunkID(first-200_000, false), false
+		}
+		big.Staged = append(big.Staged, c)
+	}
+	rec, err = big.record("c")
+	if err != nil {
+		t.Fatalf("%d chunks: %v", len(big.Staged), err)
+	}
+	if n := len(rec.Bins["json"].(string)); n > 700<<10 {
+		t.Errorf("%d chunks take %d bytes", len(big.Staged), n)
+	} else {
+		t.Logf("%d chunks take %d bytes", len(big.Staged), n)
+	}
+
+	p.Staged[0].Table = "public.other"
+	if _, err := p.record("c"); err == nil {
+		t.Error("a chunk of a table the snapshot does not read was stored")
+	}
+	for _, bad := range []string{`[[0,10,1,5,0,0,-1]]`, `[[0,0,1,0,0,0,-1]]`, `[[-1,10,1,0,0,0,-1]]`} {
+		if err := json.Unmarshal([]byte(`{"tables":[{"name":"public.keyed"}],"staged":`+bad+`}`), &progress{}); err == nil {
+			t.Errorf("staged %s read without an error", bad)
+		}
+	}
+}
+
+func show(p *progress) string {
+	b, _ := json.Marshal((*progressJSON)(p))
+	var s strings.Builder
+	s.Write(b)
+	for _, c := range p.Staged {
+		fmt.Fprintf(&s, "\n%+v", *c)
+	}
+	return s.String()
+}
+
+// Durable chunks leave the record, except those of a table read by ctid
+// that is not read to its end, and a chunk whose retraction is not durable.
+func TestForgetDurable(t *testing.T) {
+	t.Parallel()
+	chunk := func(first uint32, table string, keep bool, of string) *stagedChunk {
+		return &stagedChunk{ID: chunkID(first, of != ""), Table: table, First: first, Rows: 10, Parts: 1, Keep: keep, Of: of}
+	}
+	p := &progress{Tables: []*tableProgress{
+		{Name: "public.keyed", Key: []keyCol{{Name: "id"}}, Segments: []*segment{{Done: true}}},
+		{Name: "public.cut", Segments: []*segment{{Done: false}}},
+		{Name: "public.whole", Segments: []*segment{{Done: true}}},
+		{Name: "public.reread", Segments: []*segment{{Done: true}}},
+	}, Staged: []*stagedChunk{
+		chunk(0, "public.keyed", false, ""),
+		chunk(10, "public.cut", true, ""),
+		chunk(20, "public.whole", true, ""),
+		chunk(30, "public.reread", true, ""),
+		chunk(40, "public.keyed", false, ""),
+		chunk(50, "public.reread", true, "30"), // retraction of 30, not durable
+	}}
+	sn := &snapshot{prog: p, name: "c"}
+	gone := sn.forgetDurable(49)
+	var ids []string
+	for _, c := range p.Staged {
+		ids = append(ids, c.ID)
+	}
+	if want := []string{"10", "30", "50r"}; !reflect.DeepEqual(ids, want) {
+		t.Errorf("kept %v, want %v", ids, want)
+	}
+	if len(gone) != 3 || gone[0].ID != "c/snapshot/0/0" || gone[2].ID != "c/snapshot/40/0" {
+		t.Errorf("expired %v", gone)
+	}
+	sn.forgetDurable(59)
+	if len(p.Staged) != 1 || p.Staged[0].ID != "10" {
+		t.Errorf("with the retraction durable, kept %v; want only the cut table's chunk", p.Staged)
+	}
+}
+
+// A table read by ctid gets chunks of about snapshot.fetch.size rows, and
+// no more than maxKeptChunks/threads of them however big it is.
+func TestCtidChunk(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		blocks  int64
+		tuples  float64
+		fetch   int64
+		threads int
+		want    int64
+		capped  bool
+	}{
+		{name: "small table", blocks: 100, tuples: 10_000, fetch: 1000, threads: 1, want: 10},
+		{name: "never analyzed: 50 rows a block", blocks: 100, tuples: 0, fetch: 1000, threads: 1, want: 20},
+		{name: "wide rows: one block a chunk", blocks: 100, tuples: 100, fetch: 1, threads: 1, want: 1},
+		{name: "85M rows at the default fetch", blocks: 1_000_000, tuples: 85e6, fetch: 10240, threads: 1, want: 245, capped: true},
+		{name: "1B rows, two threads", blocks: 10_000_000, tuples: 1e9, fetch: 10240, threads: 2, want: 4883, capped: true},
+	}
+	for _, tc := range tests {
+		got, capped := ctidChunk(tc.blocks, tc.tuples, tc.fetch, tc.threads)
+		if got != tc.want || capped != tc.capped {
+			t.Errorf("%s: %d blocks a chunk (capped %v), want %d (%v)", tc.name, got, capped, tc.want, tc.capped)
+		}
+		if chunks := (tc.blocks + got - 1) / got; chunks > maxKeptChunks/int64(tc.threads) {
+			t.Errorf("%s: %d chunks, more than %d", tc.name, chunks, maxKeptChunks/tc.threads)
 		}
 	}
 }
