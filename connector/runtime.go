@@ -239,7 +239,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 			break
 		}
 		r.noteError("sink", err)
-		if !sleep(ctx, backoff(attempt)) {
+		if !Sleep(ctx, backoff(attempt)) {
 			return ctx.Err()
 		}
 	}
@@ -471,7 +471,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		}
 		r.noteError(kind, err)
 		r.log.Warn("sink write failed; retrying the batch", "err", err, "attempt", attempt+1)
-		if !sleep(ctx, backoff(attempt)) {
+		if !Sleep(ctx, backoff(attempt)) {
 			return ctx.Err()
 		}
 	}
@@ -764,22 +764,6 @@ func (r *Runtime) noteError(kind string, err error) {
 			s.SinkOK = false
 		}
 	})
-}
-
-func backoff(attempt int) time.Duration {
-	d := 100 * time.Millisecond << min(attempt, 6)
-	return min(d, 5*time.Second)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // deadLetter turns a change a group cannot use into a dead-letter record:

@@ -282,9 +282,7 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 			break
 		}
 		k.setHealth(err)
-		select {
-		case <-time.After(min(200*time.Millisecond<<min(attempt, 6), 10*time.Second)):
-		case <-ctx.Done():
+		if !connector.Sleep(ctx, connector.Reconnect(attempt)) {
 			return ctx.Err()
 		}
 	}

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -71,20 +70,15 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 	var snapName string
 	fresh := sn.prog == nil
 	if fresh {
-		res, err := pglogrepl.CreateReplicationSlot(ctx, repl, st.cfg.SlotName, "pgoutput",
-			pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "EXPORT_SNAPSHOT"})
+		cp, name, err := createSlot(ctx, repl, st.cfg.SlotName, false, true)
 		if err != nil {
-			return fmt.Errorf("create replication slot %q with an exported snapshot: %w", st.cfg.SlotName, err)
-		}
-		cp, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-		if err != nil {
-			return fmt.Errorf("slot %q consistent point %q: %w", st.cfg.SlotName, res.ConsistentPoint, err)
+			return err
 		}
 		st.log.Info("created replication slot; taking the snapshot", "slot", st.cfg.SlotName,
-			"consistent_point", res.ConsistentPoint, "snapshot", res.SnapshotName, "tables", st.tables,
+			"consistent_point", change.FormatLSN(cp), "snapshot", name, "tables", st.tables,
 			"threads", st.cfg.SnapshotThreads, "fetch_size", st.cfg.SnapshotFetch)
-		sn.point, snapName = uint64(cp), res.SnapshotName
-		sn.prog = &progress{Slot: uint64(cp), Next: 1}
+		sn.point, snapName = cp, name
+		sn.prog = &progress{Slot: cp, Next: 1}
 		if sn.store != nil {
 			gen, err := progressGen(ctx, sn.store, sn.name)
 			if err != nil {
@@ -106,16 +100,10 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 				return err
 			}
 			defer tmp.Close(context.WithoutCancel(ctx))
-			res, err := pglogrepl.CreateReplicationSlot(ctx, tmp, tempSlotName(st.cfg.SlotName), "pgoutput",
-				pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, Temporary: true, SnapshotAction: "EXPORT_SNAPSHOT"})
+			sn.point, snapName, err = createSlot(ctx, tmp, tempSlotName(st.cfg.SlotName), true, true)
 			if err != nil {
-				return fmt.Errorf("create a temporary replication slot to resume the snapshot: %w", err)
+				return fmt.Errorf("resume the snapshot: %w", err)
 			}
-			lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
-			if err != nil {
-				return err
-			}
-			sn.point, snapName = uint64(lsn), res.SnapshotName
 		}
 		st.log.Info("resuming the snapshot", "slot", st.cfg.SlotName, "slot_point", change.FormatLSN(p.Slot),
 			"durable_rows", min(durable, p.Next-1), "staged_chunks", len(p.Staged), "read_point", change.FormatLSN(sn.point))

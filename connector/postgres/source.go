@@ -110,13 +110,33 @@ func (s *Source) createSlot(ctx context.Context) error {
 		return err
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, s.cfg.SlotName, "pgoutput",
-		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, SnapshotAction: "NOEXPORT_SNAPSHOT"})
+	point, _, err := createSlot(ctx, conn, s.cfg.SlotName, false, false)
 	if err != nil {
-		return fmt.Errorf("create replication slot %q: %w", s.cfg.SlotName, err)
+		return err
 	}
-	s.log.Info("created replication slot", "slot", s.cfg.SlotName, "consistent_point", res.ConsistentPoint)
+	s.log.Info("created replication slot", "slot", s.cfg.SlotName, "consistent_point", change.FormatLSN(point))
 	return nil
+}
+
+// createSlot creates a pgoutput slot on a replication connection and
+// returns its consistent point and, with export, the name of the snapshot
+// that shows the database as of that point (valid while conn is idle).
+// A temporary slot goes when its connection closes.
+func createSlot(ctx context.Context, conn *pgconn.PgConn, name string, temporary, export bool) (point uint64, snapshot string, err error) {
+	action := "NOEXPORT_SNAPSHOT"
+	if export {
+		action = "EXPORT_SNAPSHOT"
+	}
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, name, "pgoutput",
+		pglogrepl.CreateReplicationSlotOptions{Mode: pglogrepl.LogicalReplication, Temporary: temporary, SnapshotAction: action})
+	if err != nil {
+		return 0, "", fmt.Errorf("create replication slot %q: %w", name, err)
+	}
+	lsn, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return 0, "", fmt.Errorf("replication slot %q: consistent point %q: %w", name, res.ConsistentPoint, err)
+	}
+	return uint64(lsn), res.SnapshotName, nil
 }
 
 func parseLSN(s string) (uint64, error) {
@@ -169,15 +189,11 @@ func (s *Source) Stream(ctx context.Context, from connector.Checkpoint, out chan
 		if st.progressed {
 			attempt = 0
 		}
-		wait := min(200*time.Millisecond<<min(attempt, 6), 10*time.Second)
+		wait := connector.Reconnect(attempt)
 		s.metrics.Errors.WithLabelValues("source").Inc()
 		s.log.Warn("replication stream broke; reconnecting", "err", err, "in", wait)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !connector.Sleep(ctx, wait) {
 			return ctx.Err()
-		case <-t.C:
 		}
 	}
 }
@@ -505,10 +521,9 @@ func (s *Source) dropSlotAfterSnapshot(ctx context.Context) error {
 	// The walsender of the closed session may take a moment to let go.
 	for attempt := 0; ; attempt++ {
 		_, err = conn.Exec(ctx, "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1", s.cfg.SlotName)
-		if err == nil || attempt == 50 {
+		if err == nil || attempt == 50 || !connector.Sleep(ctx, 100*time.Millisecond) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	if err != nil {
 		return fmt.Errorf("snapshot.mode=initial_only: the snapshot is durable, but dropping slot %q failed: %w", s.cfg.SlotName, err)
