@@ -157,7 +157,9 @@ func anyMatch(res []*regexp.Regexp, s string) bool {
 type Sink struct {
 	Kind         string // "embedded" or "aerospike"
 	EmbeddedPath string
-	Aerospike    Aerospike
+	// EmbeddedMaxRecordBytes bounds one record of the embedded store.
+	EmbeddedMaxRecordBytes int
+	Aerospike              Aerospike
 }
 
 // Aerospike configures the Aerospike store.

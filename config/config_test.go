@@ -257,7 +257,7 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c.Postgres, want) {
 		t.Errorf("Postgres =\n%#v\nwant\n%#v", c.Postgres, want)
 	}
-	wantSink := config.Sink{Kind: "embedded", EmbeddedPath: "data/payments.db",
+	wantSink := config.Sink{Kind: "embedded", EmbeddedPath: "data/payments.db", EmbeddedMaxRecordBytes: 1 << 20,
 		Aerospike: config.Aerospike{Namespace: "test", Timeout: 5 * time.Second}}
 	if !reflect.DeepEqual(c.Sink, wantSink) {
 		t.Errorf("Sink = %#v, want %#v", c.Sink, wantSink)

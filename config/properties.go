@@ -210,6 +210,8 @@ var Properties = []Property{
 		set: func(c *Connector, v string) error { c.Sink.Kind = v; return oneOf(v, "", "embedded", "aerospike") }},
 	{Name: "embedded.path", Doc: "File of the embedded store. Default: `data/<name>.db`.",
 		set: func(c *Connector, v string) error { c.Sink.EmbeddedPath = v; return nil }},
+	{Name: "embedded.max.record.bytes", Default: "1048576", Doc: "Largest record the embedded store writes, encoded. The default is Aerospike's default `max-record-size` (1 MiB), so a connector that runs on the embedded store runs on Aerospike; a record over it stops tilefeed with an error naming the feature group, the entity and the aggregates that grow.",
+		set: func(c *Connector, v string) error { return setInt(&c.Sink.EmbeddedMaxRecordBytes, v, 1024, 1<<30) }},
 	{Name: "aerospike.hosts", Doc: "Comma-separated `host:port` seeds (port 3000 when omitted).",
 		set: func(c *Connector, v string) error {
 			c.Sink.Aerospike.Hosts = nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -17,14 +18,14 @@ var ErrFatal = errors.New("fatal")
 var ErrAnotherWriter = errors.New("another writer changes tilefeed's records")
 
 // Retryable reports whether err is worth retrying after a back-off:
-// store outages and lost connections are; bad data, protocol violations
-// and anything marked fatal are not.
+// store outages and lost connections are; bad data, records too big for
+// the store, protocol violations and anything marked fatal are not.
 func Retryable(err error) bool {
 	var de *transform.DataError
 	switch {
 	case err == nil:
 		return false
-	case errors.Is(err, ErrFatal), errors.As(err, &de), errors.Is(err, ErrAnotherWriter):
+	case errors.Is(err, ErrFatal), errors.As(err, &de), errors.Is(err, ErrAnotherWriter), errors.Is(err, sink.ErrTooBig):
 		return false
 	case errors.Is(err, context.Canceled):
 		return false

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
@@ -549,6 +550,10 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 			if atomic {
 				r.recoverCheckpointGen(ctx, err)
 			}
+			var tb *sink.TooBigError
+			if errors.As(err, &tb) {
+				return nil, fmt.Errorf("%w: %w", ErrFatal, r.tooBig(tb, err))
+			}
 			return nil, fmt.Errorf("write %d records: %w", len(recs), err)
 		}
 		for i, e := range dirty {
@@ -849,4 +854,40 @@ func (r *Runtime) Ready() error {
 		return fmt.Errorf("sink: %s", s.LastError)
 	}
 	return nil
+}
+
+// tooBig explains a record the store refused for its size: which feature
+// group and entity, and which of the group's aggregates keep state that
+// grows with the rows (a multiset of values, or of rows for first and
+// last), lifetime ones without bound. Skipping the changes that made it
+// grow would make the entity's features silently wrong, so this stops
+// tilefeed whatever errors.tolerance says.
+func (r *Runtime) tooBig(tb *sink.TooBigError, err error) error {
+	k := tb.Keys[0]
+	g := r.engine.Group(k.Set)
+	if g == nil {
+		return fmt.Errorf("record %s is too big for the store: %w", k, err)
+	}
+	var lifetime, windowed []string
+	for _, a := range g.Aggs {
+		switch a.Function {
+		case "min", "max", "distinct", "days_since_last", "first", "last":
+			if a.Window == 0 {
+				lifetime = append(lifetime, a.Name)
+			} else {
+				windowed = append(windowed, a.Name)
+			}
+		}
+	}
+	var fix string
+	switch {
+	case len(lifetime) > 0:
+		fix = fmt.Sprintf("its lifetime aggregates %s keep one entry per distinct value (first and last: per row) and grow with the entity's history: give them a window", strings.Join(lifetime, ", "))
+	case len(windowed) > 0:
+		fix = fmt.Sprintf("its aggregates %s keep one entry per distinct value (first and last: per row) in their window: shorten the window", strings.Join(windowed, ", "))
+	default:
+		fix = "its projected columns or tiles are too big"
+	}
+	return fmt.Errorf("feature group %q, entity %q: %w; %s, or raise the store's record limit (Aerospike: the namespace's max-record-size; embedded store: embedded.max.record.bytes)",
+		g.Name, k.ID, err, fix)
 }

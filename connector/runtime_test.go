@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -315,5 +316,61 @@ func TestStreamsOrderedEachOnItsOwn(t *testing.T) {
 	}
 	if !reflect.DeepEqual(src2.from.Streams, want) {
 		t.Errorf("second run started from %+v, want %+v", src2.from.Streams, want)
+	}
+}
+
+// TestRecordTooBig: a lifetime "last" keeps one entry per row, so an
+// entity's record outgrows the store's record limit. The runtime stops at
+// once (no retry can help) with an error that names the group, the entity
+// and the aggregate to give a window; what was durable before stays.
+func TestRecordTooBig(t *testing.T) {
+	t.Parallel()
+	e, err := transform.Compile([]config.Feature{{Name: "g", Table: "public.t", Entity: []string{"k"}, Time: "at",
+		Aggregations: []config.Aggregation{{Name: "n", Function: "count"}, {Name: "last_v", Function: "last", Column: "v"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{MaxRecordBytes: 4096})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var evs []change.Event
+	for tx := 1; tx <= 200; tx++ {
+		lsn := uint64(tx * 100)
+		evs = append(evs,
+			change.Event{Op: change.Insert, Table: "public.t", Pos: change.Position{LSN: lsn, Ordinal: 1}, CommitTime: t0,
+				After: change.Row{"k": int64(7), "v": int64(tx), "at": t0.Add(time.Duration(tx) * time.Second)}},
+			change.Event{Op: change.Commit, Pos: change.Position{LSN: lsn, Ordinal: 2}, CommitTime: t0, Resume: lsn + 50})
+	}
+	rt := New("c", &fakeSource{events: evs}, st, e, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()),
+		Options{BatchMax: 10, DeadLetterSet: "dead"})
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(context.Background()) }()
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runtime kept going (retrying?) with a record over the store's limit")
+	}
+	for _, want := range []string{`feature group "g", entity "7"`, "too big for the store", "(4", "limit 4096)", "last_v", "give them a window", "embedded.max.record.bytes"} {
+		if err == nil || !errors.Is(err, ErrFatal) || !errors.Is(err, sink.ErrTooBig) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run: %v; want a fatal ErrTooBig naming %q", err, want)
+		}
+	}
+	cp, _, _, err := LoadCheckpoint(context.Background(), st, "c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := st.Get(context.Background(), []sink.Key{{Set: "g", ID: "7"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := transform.DecodeState(recs[0].Bins)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := e.Group("g").Read(s, t0.Add(time.Hour))
+	if cp.Changes == 0 || cp.Changes >= 200 || f[0].Value != cp.Changes || f[1].Value != cp.Changes {
+		t.Errorf("durable: checkpoint %d changes, record count %v last %v; want the same, between 1 and 199", cp.Changes, f[0].Value, f[1].Value)
 	}
 }

@@ -39,6 +39,31 @@ var ErrConflict = errors.New("record changed since it was read")
 // time; the write may or may not have landed. Retryable after a re-read.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrTooBig means a record is bigger than the store takes in one record
+// (Aerospike's max-record-size, 1 MiB by default). Retrying cannot help.
+var ErrTooBig = errors.New("record too big for the store")
+
+// TooBigError names the records the store refused for their size.
+type TooBigError struct {
+	Keys []Key
+	// Bytes is the first record's encoded size and Limit the store's, when
+	// the store knows them (0 otherwise: Aerospike does not say).
+	Bytes, Limit int
+}
+
+func (e *TooBigError) Error() string {
+	size := ""
+	if e.Bytes > 0 {
+		size = fmt.Sprintf(" (%d bytes, limit %d)", e.Bytes, e.Limit)
+	}
+	if len(e.Keys) == 1 {
+		return fmt.Sprintf("record %s is too big for the store%s", e.Keys[0], size)
+	}
+	return fmt.Sprintf("%d records are too big for the store (first: %s%s)", len(e.Keys), e.Keys[0], size)
+}
+
+func (e *TooBigError) Unwrap() error { return ErrTooBig }
+
 // ConflictError lists the records whose generation did not match.
 type ConflictError struct {
 	Keys []Key

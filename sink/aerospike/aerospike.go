@@ -304,8 +304,9 @@ func (s *Store) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
 // some conflict, the others are still written, and the error, returned once
 // the whole call is done, is a *sink.ConflictError naming the conflicting
 // keys. Records the store did not confirm (timeouts, unreachable nodes) make
-// the error wrap sink.ErrUnavailable; other failures are returned with the
-// key concerned. Several kinds together come back as one errors.Join. In
+// the error wrap sink.ErrUnavailable; records over the namespace's
+// max-record-size make it a *sink.TooBigError (sink.ErrTooBig); other
+// failures are returned with the key concerned. Several kinds together come back as one errors.Join. In
 // every case, each record that was written carries its new generation in
 // Gen, as the server reported it, and every other record keeps its Gen.
 func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
@@ -442,6 +443,7 @@ type putResult struct {
 	nFailed      int
 	firstFailed  error
 	noGen        []sink.Key
+	tooBig       []sink.Key // over the namespace's max-record-size
 
 	// A request that failed as a whole leaves its records unanswered and
 	// the later ones unsent; stopErr says why.
@@ -464,6 +466,8 @@ func (p *putResult) record(r *sink.Record, br *as.BatchRecord) {
 		p.nUnanswered++
 	case isConflict(rc):
 		p.conflicts = append(p.conflicts, r.Key)
+	case rc == types.RECORD_TOO_BIG:
+		p.tooBig = append(p.tooBig, r.Key)
 	case isUnavailableCode(rc):
 		p.nUnavailable++
 		if p.firstUnavail == nil {
@@ -509,6 +513,9 @@ func (p *putResult) err() error {
 	}
 	if len(p.conflicts) > 0 {
 		errs = append(errs, &sink.ConflictError{Keys: p.conflicts})
+	}
+	if len(p.tooBig) > 0 {
+		errs = append(errs, fmt.Errorf("aerospike put: %w (raise the namespace's max-record-size, or make the records smaller)", &sink.TooBigError{Keys: p.tooBig}))
 	}
 	if len(errs) == 1 {
 		return errs[0]

@@ -401,6 +401,7 @@ func TestPutResult(t *testing.T) {
 		stop        error
 		wantNil     bool
 		conflicts   []sink.Key
+		tooBig      []sink.Key
 		unavailable bool
 		contains    string
 	}{
@@ -423,8 +424,14 @@ func TestPutResult(t *testing.T) {
 			unavailable: true,
 		},
 		{
+			name:     "too big",
+			results:  []*as.BatchRecord{code(types.RECORD_TOO_BIG), ok(1), code(types.RECORD_TOO_BIG)},
+			tooBig:   []sink.Key{key("0"), key("2")},
+			contains: "2 records are too big for the store (first: s/0)",
+		},
+		{
 			name:     "other failure",
-			results:  []*as.BatchRecord{code(types.RECORD_TOO_BIG), ok(1)},
+			results:  []*as.BatchRecord{code(types.BIN_NAME_TOO_LONG), ok(1)},
 			contains: "1 of 2 records failed (first: record s/0",
 		},
 		{
@@ -467,6 +474,10 @@ func TestPutResult(t *testing.T) {
 			var ce *sink.ConflictError
 			if errors.As(err, &ce) != (tc.conflicts != nil) || (ce != nil && !reflect.DeepEqual(ce.Keys, tc.conflicts)) {
 				t.Errorf("conflicts in %v, want %v", err, tc.conflicts)
+			}
+			var tb *sink.TooBigError
+			if errors.As(err, &tb) != (tc.tooBig != nil) || (tb != nil && !reflect.DeepEqual(tb.Keys, tc.tooBig)) {
+				t.Errorf("too big in %v, want %v", err, tc.tooBig)
 			}
 			if errors.Is(err, sink.ErrUnavailable) != tc.unavailable {
 				t.Errorf("errors.Is(%v, ErrUnavailable) = %t", err, !tc.unavailable)

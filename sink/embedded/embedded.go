@@ -21,12 +21,20 @@ type Options struct {
 	// NoSync skips fsync on commit. Only for benchmarks that measure
 	// everything but the disk; a crash may then lose acknowledged writes.
 	NoSync bool
+	// MaxRecordBytes bounds one encoded record, as Aerospike's
+	// max-record-size does, so that what runs on this store runs on
+	// Aerospike; 0 means DefaultMaxRecordBytes.
+	MaxRecordBytes int
 }
+
+// DefaultMaxRecordBytes is Aerospike's default max-record-size.
+const DefaultMaxRecordBytes = 1 << 20
 
 // Store is a sink store in one bbolt file.
 type Store struct {
-	db  *bolt.DB
-	now func() time.Time
+	db       *bolt.DB
+	now      func() time.Time
+	maxBytes int
 
 	mu    sync.Mutex
 	fault func(op string, recs []sink.Record) error
@@ -42,7 +50,11 @@ func Open(path string, opts Options) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{db: db, now: now}, nil
+	maxBytes := opts.MaxRecordBytes
+	if maxBytes <= 0 {
+		maxBytes = DefaultMaxRecordBytes
+	}
+	return &Store{db: db, now: now, maxBytes: maxBytes}, nil
 }
 
 // InjectFault installs f, called before every Get ("get") and Put ("put")
@@ -138,8 +150,9 @@ func (s *Store) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
 
 // Put writes recs in one transaction. Every record's Gen must equal the
 // stored generation (0 for a record that does not exist or has expired);
-// otherwise nothing is written and the error is a *sink.ConflictError. On
-// success each record's Gen is the new generation.
+// otherwise nothing is written and the error is a *sink.ConflictError. A
+// record that encodes to more than MaxRecordBytes fails the whole Put with
+// a *sink.TooBigError. On success each record's Gen is the new generation.
 func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -151,6 +164,7 @@ func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 	gens := make([]uint32, len(recs))
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		var conflict []sink.Key
+		var tooBig *sink.TooBigError
 		for i := range recs {
 			r := &recs[i]
 			b, err := tx.CreateBucketIfNotExists([]byte(r.Key.Set))
@@ -180,9 +194,19 @@ func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 			if err != nil {
 				return fmt.Errorf("record %s: %w", r.Key, err)
 			}
+			if len(v) > s.maxBytes {
+				if tooBig == nil {
+					tooBig = &sink.TooBigError{Bytes: len(v), Limit: s.maxBytes}
+				}
+				tooBig.Keys = append(tooBig.Keys, r.Key)
+				continue
+			}
 			if err := b.Put([]byte(r.Key.ID), v); err != nil {
 				return err
 			}
+		}
+		if tooBig != nil { // retrying cannot help: said before any conflict
+			return tooBig
 		}
 		if conflict != nil {
 			return &sink.ConflictError{Keys: conflict}
@@ -190,8 +214,7 @@ func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 		return nil
 	})
 	if err != nil {
-		var ce *sink.ConflictError
-		if errors.As(err, &ce) {
+		if errors.Is(err, sink.ErrConflict) || errors.Is(err, sink.ErrTooBig) {
 			return err
 		}
 		return fmt.Errorf("embedded store put: %w", err)

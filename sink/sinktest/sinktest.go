@@ -40,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ttl", testTTL},
 		{"replace_bins", testReplaceBins},
 		{"truncate", testTruncate},
+		{"too_big", testTooBig},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -271,5 +272,33 @@ func testTruncate(t *testing.T, s Store, key keyFunc) {
 	}
 	if got := get1(t, s, a); got.Gen == 0 {
 		t.Error("a record written after Truncate is gone")
+	}
+}
+
+// testTooBig: a record over the store's record limit (1 MiB: Aerospike's
+// default max-record-size, which the suite assumes) is refused with a
+// *sink.TooBigError naming it, and what was stored under its key stays.
+func testTooBig(t *testing.T, s Store, key keyFunc) {
+	k := key("big")
+	small := []sink.Record{{Key: k, Bins: map[string]any{"v": "small"}}}
+	if err := s.Put(ctx(t), small); err != nil {
+		t.Fatal(err)
+	}
+	// A multiset as tilefeed stores one: 2 MiB of entries.
+	m := make(map[any]any, 60_000)
+	for i := range 60_000 {
+		m[fmt.Sprintf("s:merchant-%029d", i)] = int64(i + 1)
+	}
+	big := []sink.Record{{Key: k, Gen: small[0].Gen, Bins: map[string]any{"v": "big", "m": m}}}
+	err := s.Put(ctx(t), big)
+	var tb *sink.TooBigError
+	if !errors.As(err, &tb) || !errors.Is(err, sink.ErrTooBig) {
+		t.Fatalf("a 2 MiB record: want *sink.TooBigError wrapping ErrTooBig, got %v", err)
+	}
+	if len(tb.Keys) != 1 || tb.Keys[0] != k {
+		t.Errorf("too big names %v, want [%s]", tb.Keys, k)
+	}
+	if got := get1(t, s, k); got.Bins["v"] != "small" || got.Gen != small[0].Gen {
+		t.Errorf("after the refused write: v = %v gen %d, want small gen %d", got.Bins["v"], got.Gen, small[0].Gen)
 	}
 }

@@ -61,7 +61,7 @@ func OpenStore(ctx context.Context, c *config.Connector) (Store, error) {
 	if err := os.MkdirAll(filepath.Dir(c.Sink.EmbeddedPath), 0o755); err != nil {
 		return nil, fmt.Errorf("embedded.path: %w", err)
 	}
-	return embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
+	return embedded.Open(c.Sink.EmbeddedPath, embedded.Options{MaxRecordBytes: c.Sink.EmbeddedMaxRecordBytes})
 }
 
 // Where describes the store for a log line (no secrets).
