@@ -95,6 +95,9 @@ type Kafka struct {
 	// signed the brokers' certificates (system roots when empty), and a
 	// client certificate and key for brokers that ask for one.
 	TLSCAFile, TLSCertFile, TLSKeyFile string
+	// GroupID, when set, is the consumer group the durable offsets are
+	// committed to, for monitoring only: tilefeed resumes from the sink.
+	GroupID string
 }
 
 // ColumnTypes gathers the features' declared column types by table, as

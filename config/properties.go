@@ -156,6 +156,8 @@ var Properties = []Property{
 			c.Source.Kafka.SASLMechanism = v
 			return oneOf(v, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 		}},
+	{Name: "kafka.group.id", Doc: "Consumer group that tilefeed commits the offsets it has made durable to, every few seconds, so that Kafka's own tools (kafka-consumer-groups.sh, Burrow, Cruise Control) see its lag. For monitoring only: tilefeed never joins the group and resumes from the offsets stored in the sink. A failed commit is logged and counted (`tilefeed_errors_total{kind=\"kafka_commit\"}`), never fatal. Empty: nothing is committed.",
+		set: func(c *Connector, v string) error { c.Source.Kafka.GroupID = v; return nil }},
 	{Name: "kafka.sasl.username", Doc: "SASL user.",
 		set: func(c *Connector, v string) error { c.Source.Kafka.SASLUser = v; return nil }},
 	{Name: "kafka.sasl.password", Doc: "SASL password; use `${env:NAME}` or `${file:/path}`. Never logged.",
@@ -258,7 +260,7 @@ var slotNameRE = regexp.MustCompile(`^[a-z0-9_]{1,63}$`)
 // debeziumPathOnly lists the properties only the Debezium input path reads.
 var debeziumPathOnly = map[string]bool{
 	"kafka.bootstrap.servers": true, "topics": true, "topics.regex": true, "kafka.security.protocol": true,
-	"kafka.sasl.mechanism": true, "kafka.sasl.username": true, "kafka.sasl.password": true,
+	"kafka.sasl.mechanism": true, "kafka.sasl.username": true, "kafka.sasl.password": true, "kafka.group.id": true,
 	"kafka.tls.ca.file": true, "kafka.tls.cert.file": true, "kafka.tls.key.file": true,
 	"http.source.path": true, "file.path": true, "key.converter": true, "value.converter": true,
 	"key.converter.schemas.enable": true, "value.converter.schemas.enable": true,

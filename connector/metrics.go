@@ -51,7 +51,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		CommitToDurable: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tilefeed_commit_to_durable_seconds",
 			Help: "From a transaction's commit in the source to its features being durable in the sink.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_errors_total",
-			Help: "Errors by kind: source, sink, conflict, data."}, []string{"kind"}),
+			Help: "Errors by kind: source (lost replication or Kafka connection), sink (failed writes), conflict (a record changed under tilefeed), data (a change a group cannot use), decode (a record that does not decode), heartbeat (a failed heartbeat.action.query), kafka_commit (a refused consumer-group commit)."}, []string{"kind"}),
 		ReceivedLSN: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_received_lsn",
 			Help: "Commit LSN of the last change received from the source."}),
 		DurableLSN: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_durable_lsn",

@@ -85,6 +85,16 @@ type Kafka struct {
 	// rediscover is how often partitions and topics are listed again.
 	rediscover time.Duration
 
+	// group is kafka.group.id: the durable offsets are committed to it
+	// every commitEvery, for monitoring only. committed and topicIDs
+	// belong to the goroutine in Stream.
+	group       string
+	commitEvery time.Duration
+	lastCommit  time.Time
+	committed   map[string]int64
+	commitErr   string // the last commit failure logged
+	topicIDs    map[string][16]byte
+
 	mu        sync.Mutex
 	health    error                          // why Kafka cannot be read now; nil when it can
 	brokerErr map[int32]error                // failed connection attempts, by broker node
@@ -127,6 +137,7 @@ func NewKafka(cfg config.Source, topics []string, dec *decode.Debezium, log *slo
 	k := &Kafka{
 		topics: slices.Clone(topics), regex: kc.TopicsRegex, brokers: kc.Brokers, log: log, metrics: m,
 		poll: time.Second, rediscover: time.Minute,
+		group: kc.GroupID, commitEvery: 5 * time.Second, committed: map[string]int64{}, topicIDs: map[string][16]byte{},
 		health:    errors.New("kafka: not connected yet"),
 		brokerErr: map[int32]error{}, hwm: map[string]int64{},
 	}
@@ -306,6 +317,10 @@ func (k *Kafka) Stream(ctx context.Context, from connector.Checkpoint, out chan<
 			}
 			// Otherwise the fetches fail too and say why.
 		}
+		if k.group != "" && time.Since(k.lastCommit) >= k.commitEvery {
+			k.lastCommit = time.Now()
+			k.commitOffsets(ctx, cl)
+		}
 		pollCtx, cancel := context.WithTimeout(ctx, k.poll)
 		fetches := cl.PollRecords(pollCtx, pollRecords)
 		cancel()
@@ -451,6 +466,7 @@ func (k *Kafka) partitions(ctx context.Context, cl *kgo.Client) (map[string][]in
 		case err != nil:
 			return nil, fmt.Errorf("kafka topic %q: %w", *t.Topic, err)
 		}
+		k.topicIDs[*t.Topic] = t.TopicID
 		for _, p := range t.Partitions {
 			out[*t.Topic] = append(out[*t.Topic], p.Partition)
 		}
@@ -523,8 +539,85 @@ func (k *Kafka) fetchErrors(fetches kgo.Fetches) error {
 	return nil
 }
 
-// Ack records what is durable: Kafka itself is told nothing, since the
-// offsets live in the sink. It updates the lag metric.
+// commitOffsets commits the durable offsets that changed since the last
+// commit to the consumer group kafka.group.id, as a consumer outside the
+// group (generation -1) may, so that Kafka's tools show tilefeed's lag.
+// tilefeed never reads them back. A failure is counted and logged (once
+// per distinct failure), and the next round tries again.
+func (k *Kafka) commitOffsets(ctx context.Context, cl *kgo.Client) {
+	k.mu.Lock()
+	durable := k.durable // replaced on each Ack, never modified
+	k.mu.Unlock()
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group = k.group
+	req.Generation = -1
+	topics := map[string]int{}
+	for _, name := range slices.Sorted(maps.Keys(durable)) {
+		off := durable[name].Offset
+		if off <= 0 || k.committed[name] == off {
+			continue
+		}
+		i := strings.LastIndexByte(name, '/')
+		topic := name[:i]
+		part, err := strconv.ParseInt(name[i+1:], 10, 32)
+		if err != nil {
+			continue
+		}
+		ti, ok := topics[topic]
+		if !ok {
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic, rt.TopicID = topic, k.topicIDs[topic] // by name up to v9, by ID from v10
+			req.Topics = append(req.Topics, rt)
+			ti = len(req.Topics) - 1
+			topics[topic] = ti
+		}
+		rp := kmsg.NewOffsetCommitRequestTopicPartition()
+		rp.Partition, rp.Offset = int32(part), off
+		req.Topics[ti].Partitions = append(req.Topics[ti].Partitions, rp)
+	}
+	if len(req.Topics) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	var failed []error
+	if err != nil {
+		failed = append(failed, err)
+	} else {
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				name := streamName(t.Topic, p.Partition)
+				if t.Topic == "" { // answered by topic ID (v10+)
+					for n, id := range k.topicIDs {
+						if id == t.TopicID {
+							name = streamName(n, p.Partition)
+						}
+					}
+				}
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					failed = append(failed, fmt.Errorf("%s: %w", name, err))
+					continue
+				}
+				k.committed[name] = durable[name].Offset
+			}
+		}
+	}
+	if len(failed) == 0 {
+		k.commitErr = ""
+		return
+	}
+	k.metrics.Errors.WithLabelValues("kafka_commit").Inc()
+	if msg := errors.Join(failed...).Error(); msg != k.commitErr {
+		k.commitErr = msg
+		k.log.Warn("kafka: committing the durable offsets to the consumer group failed (monitoring only: tilefeed resumes from the sink); retrying",
+			"group", k.group, "err", msg)
+	}
+}
+
+// Ack records what is durable: Kafka is told by commitOffsets, when
+// kafka.group.id is set, since the offsets live in the sink. It updates
+// the lag metric.
 func (k *Kafka) Ack(cp connector.Checkpoint) {
 	k.mu.Lock()
 	defer k.mu.Unlock()

@@ -21,6 +21,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -30,6 +31,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -1075,4 +1077,92 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestKafkaGroupOffsets: with kafka.group.id set, the durable offsets are
+// committed to that consumer group, where Kafka's tools read lag; a group
+// that refuses them (it has live members) costs a warning and a counted
+// error, never the stream.
+func TestKafkaGroupOffsets(t *testing.T) {
+	t.Parallel()
+	committed := func(t *testing.T, c *kfake.Cluster, group string) map[string]int64 {
+		t.Helper()
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		req := kmsg.NewPtrOffsetFetchRequest()
+		req.Group = group
+		for _, tb := range simTables {
+			rt := kmsg.NewOffsetFetchRequestTopic()
+			rt.Topic = tb.topic
+			for p := range tb.parts {
+				rt.Partitions = append(rt.Partitions, p)
+			}
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(context.Background(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, tp := range resp.Topics {
+			for _, p := range tp.Partitions {
+				if p.Offset >= 0 {
+					out[streamName(tp.Topic, p.Partition)] = p.Offset
+				}
+			}
+		}
+		return out
+	}
+	run := func(t *testing.T, group string, busy bool) (*kfake.Cluster, map[string]int64, float64) {
+		s, first, second := simulate(5)
+		c := cluster(t)
+		produce(t, c, append(first, second...))
+		if busy { // a live member: commits from outside the group are refused
+			member, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(ordersTopic))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer member.Close()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			member.PollFetches(ctx) // joins the group
+		}
+		m := connector.NewMetrics(prometheus.NewRegistry())
+		k, err := NewKafka(config.Source{Kafka: config.Kafka{Brokers: c.ListenAddrs(), GroupID: group}}, simTopics(), &decode.Debezium{}, discard(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k.poll, k.commitEvery = 20*time.Millisecond, 20*time.Millisecond
+		st := openStore(t)
+		want := ends(s.recs)
+		r := start(t, k, st, simFeatures, connector.Options{BatchMax: 9})
+		waitFor(t, r, "every partition's end", caughtUp(t, st, want))
+		if !busy {
+			waitFor(t, r, "the group's offsets", func() bool { return reflect.DeepEqual(committed(t, c, group), want) })
+		} else {
+			waitFor(t, r, "a refused commit", func() bool { return testutil.ToFloat64(m.Errors.WithLabelValues("kafka_commit")) > 0 })
+		}
+		if err := r.stop(); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Run: %v", err)
+		}
+		checkTruth(t, st, s)
+		return c, want, testutil.ToFloat64(m.Errors.WithLabelValues("kafka_commit"))
+	}
+	t.Run("committed", func(t *testing.T) {
+		t.Parallel()
+		_, _, errs := run(t, "tilefeed-c", false)
+		if errs != 0 {
+			t.Errorf("%v commit errors counted", errs)
+		}
+	})
+	t.Run("refused", func(t *testing.T) {
+		t.Parallel()
+		c, want, _ := run(t, "busy", true)
+		if got := committed(t, c, "busy"); reflect.DeepEqual(got, want) {
+			t.Errorf("a group with a live member took tilefeed's offsets: %v", got)
+		}
+	})
 }
