@@ -61,41 +61,49 @@ func readingsWriter(t *testing.T, db string, seed uint64) (stop func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	quit, done := make(chan struct{}), make(chan error, 1)
-	go func() {
-		defer conn.Close(context.Background())
-		rng := rand.New(rand.NewPCG(seed, 7))
-		for {
-			select {
-			case <-quit:
-				done <- nil
-				return
-			default:
-			}
-			var stmt string
-			switch rng.IntN(4) {
-			case 0:
-				stmt = fmt.Sprintf("INSERT INTO readings VALUES (%d, %d)", rng.IntN(10), rng.IntN(1000))
-			case 1:
-				stmt = fmt.Sprintf("UPDATE readings SET v = v + 1 WHERE k = %d AND v = %d", rng.IntN(10), rng.IntN(97))
-			case 2:
-				stmt = fmt.Sprintf("UPDATE readings SET k = %d WHERE k = %d AND v = %d", rng.IntN(10), rng.IntN(10), rng.IntN(97))
-			default:
-				stmt = fmt.Sprintf("DELETE FROM readings WHERE k = %d AND v = %d", rng.IntN(10), rng.IntN(97))
-			}
-			if _, err := conn.Exec(context.Background(), stmt); err != nil {
-				done <- err
-				return
-			}
-			time.Sleep(2 * time.Millisecond)
+	rng := rand.New(rand.NewPCG(seed, 7))
+	_, stopWriting := untilStopped(func() error {
+		var stmt string
+		switch rng.IntN(4) {
+		case 0:
+			stmt = fmt.Sprintf("INSERT INTO readings VALUES (%d, %d)", rng.IntN(10), rng.IntN(1000))
+		case 1:
+			stmt = fmt.Sprintf("UPDATE readings SET v = v + 1 WHERE k = %d AND v = %d", rng.IntN(10), rng.IntN(97))
+		case 2:
+			stmt = fmt.Sprintf("UPDATE readings SET k = %d WHERE k = %d AND v = %d", rng.IntN(10), rng.IntN(10), rng.IntN(97))
+		default:
+			stmt = fmt.Sprintf("DELETE FROM readings WHERE k = %d AND v = %d", rng.IntN(10), rng.IntN(97))
 		}
-	}()
+		if _, err := conn.Exec(context.Background(), stmt); err != nil {
+			return err
+		}
+		time.Sleep(2 * time.Millisecond)
+		return nil
+	})
 	return func() {
-		close(quit)
-		if err := <-done; err != nil {
+		err := stopWriting()
+		conn.Close(context.Background())
+		if err != nil {
 			t.Errorf("readings writer: %v", err)
 		}
 	}
+}
+
+// settle stops the writers that ran during a snapshot, lets the main
+// workload go on where they left the rows, then checks every feature
+// against SQL once tilefeed has caught up.
+func settle(t *testing.T, conn *pgx.Conn, read featureReader, w, concurrent *workload, stopWorkload func() error, stopReadings func()) {
+	t.Helper()
+	time.Sleep(500 * time.Millisecond)
+	stopReadings()
+	if err := stopWorkload(); err != nil {
+		t.Fatal(err)
+	}
+	w.live = concurrent.live
+	w.run(t, 50)
+	waitSync(t, conn, read, 1)
+	verify(t, conn, read, time.Now(), w.cards)
+	verifyReadings(t, conn, read)
 }
 
 // verifyReadings compares the readings features with SQL.
@@ -128,16 +136,7 @@ func TestSnapshotChunked(t *testing.T) {
 	r := startRuntime(t, c)
 	defer r.stop(t)
 	waitSnapshot(t, r)
-	time.Sleep(500 * time.Millisecond)
-	stopReadings()
-	if err := stopWorkload(); err != nil {
-		t.Fatal(err)
-	}
-	w.live = concurrent.live
-	w.run(t, 50)
-	waitSync(t, conn, r.read, 1)
-	verify(t, conn, r.read, time.Now(), w.cards)
-	verifyReadings(t, conn, r.read)
+	settle(t, conn, r.read, w, concurrent, stopWorkload, stopReadings)
 }
 
 var chunkLine = regexp.MustCompile(`msg="snapshot: chunk" table=(\S+) chunk=\d+ rows=(\d+)`)
@@ -188,16 +187,7 @@ func TestSnapshotCrashResume(t *testing.T) {
 			t.Fatalf("the resumed snapshot did not complete; log:\n%s", lastLines(p.log(), 30))
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	stopReadings()
-	if err := stopWorkload(); err != nil {
-		t.Fatal(err)
-	}
-	w.live = concurrent.live
-	w.run(t, 50)
-	waitSync(t, conn, p.read, 1)
-	verify(t, conn, p.read, time.Now(), w.cards)
-	verifyReadings(t, conn, p.read)
+	settle(t, conn, p.read, w, concurrent, stopWorkload, stopReadings)
 
 	second := strings.TrimPrefix(p.log(), first)
 	if !strings.Contains(second, "resuming the snapshot") {

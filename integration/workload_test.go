@@ -125,6 +125,19 @@ func ownWorkload(t *testing.T, db string, seed uint64) *workload {
 // background runs batches of n transactions on another goroutine until
 // stop is called; stop returns the first error. stopped closes with stop.
 func (w *workload) background(n int, pause time.Duration) (stopped <-chan struct{}, stop func() error) {
+	return untilStopped(func() error {
+		if err := w.runN(n); err != nil {
+			return err
+		}
+		time.Sleep(pause)
+		return nil
+	})
+}
+
+// untilStopped runs step again and again on another goroutine until stop
+// is called or step fails; stop returns step's error. stopped closes with
+// stop.
+func untilStopped(step func() error) (stopped <-chan struct{}, stop func() error) {
 	quit := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -135,11 +148,10 @@ func (w *workload) background(n int, pause time.Duration) (stopped <-chan struct
 				return
 			default:
 			}
-			if err := w.runN(n); err != nil {
+			if err := step(); err != nil {
 				done <- err
 				return
 			}
-			time.Sleep(pause)
 		}
 	}()
 	return quit, func() error { close(quit); return <-done }

@@ -194,9 +194,9 @@ func (sn *snapshot) forgetDurable(durable uint32) []sink.Key {
 	var gone []sink.Key
 	kept := sn.prog.Staged[:0]
 	for _, c := range sn.prog.Staged {
-		if c.last() <= durable && (!c.Keep || finished[c.Table]) && !retracting[c.ID] {
+		if c.last() <= durable && (!c.Keep || finished[c.Table]) && !retracting[c.ID()] {
 			for i := range c.Parts {
-				gone = append(gone, stagingKey(sn.name, c.ID, i))
+				gone = append(gone, stagingKey(sn.name, c.ID(), i))
 			}
 			continue
 		}
@@ -237,8 +237,8 @@ func (sn *snapshot) replan(ctx context.Context, tx pgx.Tx) error {
 				continue
 			}
 			c.Retracted = true
-			r := &stagedChunk{ID: chunkID(p.Next, true), Table: t.Name, First: p.Next, Rows: c.Rows,
-				At: sn.at, Of: c.ID, Keep: true}
+			r := &stagedChunk{Table: t.Name, First: p.Next, Rows: c.Rows,
+				At: sn.at, Of: c.ID(), Keep: true}
 			p.Next += c.Rows
 			p.Staged = append(p.Staged, r)
 		}
@@ -262,7 +262,7 @@ func (sn *snapshot) replay(ctx context.Context, durable uint32) error {
 	types := pgtype.NewMap()
 	byID := map[string]*stagedChunk{}
 	for _, c := range sn.prog.Staged {
-		byID[c.ID] = c
+		byID[c.ID()] = c
 	}
 	for _, c := range sn.prog.Staged {
 		if c.last() <= durable {
@@ -271,7 +271,7 @@ func (sn *snapshot) replay(ctx context.Context, durable uint32) error {
 		src := c
 		if c.Of != "" {
 			if src = byID[c.Of]; src == nil {
-				return fmt.Errorf("%w: snapshot retraction %s: staged chunk %s is not in the progress record", connector.ErrFatal, c.ID, c.Of)
+				return fmt.Errorf("%w: snapshot retraction %s: staged chunk %s is not in the progress record", connector.ErrFatal, c.ID(), c.Of)
 			}
 		}
 		rows, err := readStaged(ctx, sn.store, sn.name, src, types)
@@ -289,7 +289,7 @@ func (sn *snapshot) replay(ctx context.Context, durable uint32) error {
 			}
 		}
 		sn.st.metrics.SnapshotChunks.WithLabelValues("replayed").Inc()
-		sn.st.log.Info("snapshot: staged chunk replayed", "table", c.Table, "chunk", c.ID, "rows", c.Rows, "retraction", c.Of != "")
+		sn.st.log.Info("snapshot: staged chunk replayed", "table", c.Table, "chunk", c.ID(), "rows", c.Rows, "retraction", c.Of != "")
 	}
 	return nil
 }
@@ -314,16 +314,14 @@ func (sn *snapshot) finish(ctx context.Context) error {
 	if sn.store != nil {
 		// Staging is only dropped once nothing can need it again.
 		for st.acked.Load() < p.Slot {
-			select {
-			case <-ctx.Done():
+			if !connector.Sleep(ctx, 20*time.Millisecond) {
 				return ctx.Err()
-			case <-time.After(20 * time.Millisecond):
 			}
 		}
 		var gone []sink.Key
 		for _, c := range p.Staged {
 			for i := range c.Parts {
-				gone = append(gone, stagingKey(sn.name, c.ID, i))
+				gone = append(gone, stagingKey(sn.name, c.ID(), i))
 			}
 		}
 		p.Staged = nil
@@ -690,7 +688,7 @@ func (sn *snapshot) emit(ctx context.Context, c *chunk) error {
 	first := p.Next
 	at := sn.at
 	if n > 0 && sn.store != nil {
-		sc := &stagedChunk{ID: chunkID(first, false), Table: c.t.Name, First: first, Rows: n, At: at, Keep: len(c.t.Key) == 0}
+		sc := &stagedChunk{Table: c.t.Name, First: first, Rows: n, At: at, Keep: len(c.t.Key) == 0}
 		if err := sn.stage(ctx, sc, c.raw.buf); err != nil {
 			return err
 		}
@@ -743,7 +741,7 @@ func (sn *snapshot) stage(ctx context.Context, c *stagedChunk, b []byte) error {
 	var recs []sink.Record
 	for part := 0; len(b) > 0 || part == 0; part++ {
 		n := min(len(b), stagingPart)
-		recs = append(recs, sink.Record{Key: stagingKey(sn.name, c.ID, part), TTL: stagingTTL,
+		recs = append(recs, sink.Record{Key: stagingKey(sn.name, c.ID(), part), TTL: stagingTTL,
 			Bins: map[string]any{"rows": append([]byte(nil), b[:n]...)}})
 		b = b[n:]
 	}
@@ -756,13 +754,13 @@ func (sn *snapshot) stage(ctx context.Context, c *stagedChunk, b []byte) error {
 	}
 	have, err := sn.store.Get(ctx, keys)
 	if err != nil {
-		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID, err)
+		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID(), err)
 	}
 	for i := range recs {
 		recs[i].Gen = have[i].Gen
 	}
 	if err := sn.store.Put(ctx, recs); err != nil {
-		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID, err)
+		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID(), err)
 	}
 	return nil
 }

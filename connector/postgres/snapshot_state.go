@@ -112,7 +112,6 @@ type keyRange struct {
 
 // stagedChunk is a chunk handed to the runtime: rows First … First+Rows−1.
 type stagedChunk struct {
-	ID    string
 	Table string
 	First uint32
 	Rows  uint32
@@ -129,8 +128,11 @@ type stagedChunk struct {
 
 func (c *stagedChunk) last() uint32 { return c.First + c.Rows - 1 }
 
+// ID names the chunk in its staging records' keys and in a retraction's Of.
+func (c *stagedChunk) ID() string { return chunkID(c.First, c.Of != "") }
+
 // chunkID names a staged chunk by its first ordinal; a retraction's ends
-// in "r". The progress record stores only the ordinal.
+// in "r".
 func chunkID(first uint32, retraction bool) string {
 	id := strconv.FormatUint(uint64(first), 10)
 	if retraction {
@@ -178,14 +180,14 @@ func (p *progress) MarshalJSON() ([]byte, error) {
 	chunks := make([][7]int64, len(p.Staged))
 	for i, c := range p.Staged {
 		ti, ok := table[c.Table]
-		if !ok || c.ID != chunkID(c.First, c.Of != "") {
-			return nil, fmt.Errorf("staged chunk %s of %s: not a chunk of this snapshot", c.ID, c.Table)
+		if !ok {
+			return nil, fmt.Errorf("staged chunk %s of %s: not a chunk of this snapshot", c.ID(), c.Table)
 		}
 		of := int64(-1)
 		if c.Of != "" {
 			n, err := strconv.ParseUint(c.Of, 10, 32)
 			if err != nil {
-				return nil, fmt.Errorf("staged chunk %s retracts %q: not a chunk", c.ID, c.Of)
+				return nil, fmt.Errorf("staged chunk %s retracts %q: not a chunk", c.ID(), c.Of)
 			}
 			of = int64(n)
 		}
@@ -224,7 +226,6 @@ func (p *progress) UnmarshalJSON(b []byte) error {
 		if of >= 0 {
 			c.Of = chunkID(uint32(of), false)
 		}
-		c.ID = chunkID(c.First, c.Of != "")
 		p.Staged[i] = c
 	}
 	return nil
@@ -420,26 +421,26 @@ func decodeRawRows(types *pgtype.Map, b []byte) ([]change.Row, error) {
 func readStaged(ctx context.Context, store connector.Store, name string, c *stagedChunk, types *pgtype.Map) ([]change.Row, error) {
 	keys := make([]sink.Key, c.Parts)
 	for i := range keys {
-		keys[i] = stagingKey(name, c.ID, i)
+		keys[i] = stagingKey(name, c.ID(), i)
 	}
 	recs, err := store.Get(ctx, keys)
 	if err != nil {
-		return nil, fmt.Errorf("read staged snapshot chunk %s: %w", c.ID, err)
+		return nil, fmt.Errorf("read staged snapshot chunk %s: %w", c.ID(), err)
 	}
 	var b []byte
 	for _, r := range recs {
 		part, _ := r.Bins["rows"].([]byte)
 		if r.Gen == 0 || part == nil {
-			return nil, fmt.Errorf("%w: staged snapshot chunk %s (%s) is missing from the sink", connector.ErrFatal, c.ID, r.Key)
+			return nil, fmt.Errorf("%w: staged snapshot chunk %s (%s) is missing from the sink", connector.ErrFatal, c.ID(), r.Key)
 		}
 		b = append(b, part...)
 	}
 	rows, err := decodeRawRows(types, b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: staged snapshot chunk %s: %w", connector.ErrFatal, c.ID, err)
+		return nil, fmt.Errorf("%w: staged snapshot chunk %s: %w", connector.ErrFatal, c.ID(), err)
 	}
 	if len(rows) != int(c.Rows) {
-		return nil, fmt.Errorf("%w: staged snapshot chunk %s holds %d rows, the progress record says %d", connector.ErrFatal, c.ID, len(rows), c.Rows)
+		return nil, fmt.Errorf("%w: staged snapshot chunk %s holds %d rows, the progress record says %d", connector.ErrFatal, c.ID(), len(rows), c.Rows)
 	}
 	return rows, nil
 }

@@ -108,9 +108,9 @@ func TestProgressRecord(t *testing.T) {
 		{Name: "public.keyed", Key: []keyCol{{Name: "id", OID: pgtype.Int8OID}}, Segments: []*segment{{Last: []string{"9"}}}},
 		{Name: "public.nokey", BlocksPerChunk: 4, Segments: []*segment{{Block: 8, Open: true}}},
 	}, Staged: []*stagedChunk{
-		{ID: "0", Table: "public.keyed", First: 0, Rows: 10, Parts: 1, At: at},
-		{ID: "10", Table: "public.nokey", First: 10, Rows: 10, Parts: 2, At: at, Keep: true, Retracted: true},
-		{ID: "20r", Table: "public.nokey", First: 20, Rows: 10, Parts: 0, At: at.Add(time.Minute), Of: "10", Keep: true},
+		{Table: "public.keyed", First: 0, Rows: 10, Parts: 1, At: at},
+		{Table: "public.nokey", First: 10, Rows: 10, Parts: 2, At: at, Keep: true, Retracted: true},
+		{Table: "public.nokey", First: 20, Rows: 10, Parts: 0, At: at.Add(time.Minute), Of: "10", Keep: true},
 	}}
 	p.Staged[2].Parts = 1
 	rec, err := p.record("c")
@@ -134,9 +134,9 @@ func TestProgressRecord(t *testing.T) {
 	big := &progress{Slot: 1 << 40, At: at, Next: math.MaxUint32 - 1, Tables: p.Tables}
 	for i := range uint32(3 * maxKeptChunks) {
 		first := math.MaxUint32 - 1_000_000_000 + i*200_000
-		c := &stagedChunk{ID: chunkID(first, false), Table: "public.nokey", First: first, Rows: 200_000, Parts: 80, At: at, Keep: true, Retracted: true}
+		c := &stagedChunk{Table: "public.nokey", First: first, Rows: 200_000, Parts: 80, At: at, Keep: true, Retracted: true}
 		if i%3 == 1 {
-			c.ID, c.Of, c.Retracted = chunkID(first, true), chunkID(first-200_000, false), false
+			c.Of, c.Retracted = chunkID(first-200_000, false), false
 		}
 		big.Staged = append(big.Staged, c)
 	}
@@ -176,7 +176,7 @@ func show(p *progress) string {
 func TestForgetDurable(t *testing.T) {
 	t.Parallel()
 	chunk := func(first uint32, table string, keep bool, of string) *stagedChunk {
-		return &stagedChunk{ID: chunkID(first, of != ""), Table: table, First: first, Rows: 10, Parts: 1, Keep: keep, Of: of}
+		return &stagedChunk{Table: table, First: first, Rows: 10, Parts: 1, Keep: keep, Of: of}
 	}
 	p := &progress{Tables: []*tableProgress{
 		{Name: "public.keyed", Key: []keyCol{{Name: "id"}}, Segments: []*segment{{Done: true}}},
@@ -195,7 +195,7 @@ func TestForgetDurable(t *testing.T) {
 	gone := sn.forgetDurable(49)
 	var ids []string
 	for _, c := range p.Staged {
-		ids = append(ids, c.ID)
+		ids = append(ids, c.ID())
 	}
 	if want := []string{"10", "30", "50r"}; !reflect.DeepEqual(ids, want) {
 		t.Errorf("kept %v, want %v", ids, want)
@@ -204,7 +204,7 @@ func TestForgetDurable(t *testing.T) {
 		t.Errorf("expired %v", gone)
 	}
 	sn.forgetDurable(59)
-	if len(p.Staged) != 1 || p.Staged[0].ID != "10" {
+	if len(p.Staged) != 1 || p.Staged[0].ID() != "10" {
 		t.Errorf("with the retraction durable, kept %v; want only the cut table's chunk", p.Staged)
 	}
 }
