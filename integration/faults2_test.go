@@ -95,13 +95,12 @@ func TestSlotDroppedWhileStreaming(t *testing.T) {
 	if err != nil {
 		t.Fatalf("drop slot: %v", err)
 	}
-	select {
-	case err := <-r.done:
-		if !errors.Is(err, postgres.ErrSlotLost) || !strings.Contains(err.Error(), c.Postgres.SlotName) {
-			t.Errorf("want ErrSlotLost naming the slot, got %v", err)
-		}
-	case <-time.After(60 * time.Second):
+	done, err := r.waitExit(60 * time.Second)
+	if !done {
 		t.Fatal("tilefeed kept running after its slot was dropped")
+	}
+	if !errors.Is(err, postgres.ErrSlotLost) || !strings.Contains(err.Error(), c.Postgres.SlotName) {
+		t.Errorf("want ErrSlotLost naming the slot, got %v", err)
 	}
 	r.store.Close()
 }

@@ -165,14 +165,13 @@ func TestDeadLetters(t *testing.T) {
 	if _, err := conn2.Exec(ctx, "INSERT INTO readings (k, v, at) VALUES (7, 1, '-infinity')"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-r2.done:
-		if !errors.Is(err, connector.ErrFatal) || !strings.Contains(err.Error(), "public.readings") ||
-			!strings.Contains(err.Error(), "column at event time is -infinity") {
-			t.Errorf("want a fatal error naming table, column and value, got %v", err)
-		}
-	case <-time.After(30 * time.Second):
+	done, err := r2.waitExit(30 * time.Second)
+	if !done {
 		t.Fatal("tilefeed kept running after a bad change with errors.tolerance=none")
+	}
+	if !errors.Is(err, connector.ErrFatal) || !strings.Contains(err.Error(), "public.readings") ||
+		!strings.Contains(err.Error(), "column at event time is -infinity") {
+		t.Errorf("want a fatal error naming table, column and value, got %v", err)
 	}
 	r2.store.Close()
 }

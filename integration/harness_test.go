@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -152,6 +154,37 @@ type runtime struct {
 	store  testStore
 	cancel context.CancelFunc
 	done   chan error
+
+	mu      sync.Mutex
+	hasExit bool  // Run has returned
+	exitErr error // with this
+}
+
+// errStopped is what a read of a runtime that has stopped returns: a wait
+// for a sentinel or a snapshot ends at once instead of at its deadline.
+var errStopped = errors.New("the connector stopped")
+
+// exited reports whether Run has returned, and what it returned.
+func (r *runtime) exited() (bool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.hasExit {
+		select {
+		case err := <-r.done:
+			r.hasExit, r.exitErr = true, err
+		default:
+		}
+	}
+	return r.hasExit, r.exitErr
+}
+
+// waitExit waits up to limit for Run to return.
+func (r *runtime) waitExit(limit time.Duration) (bool, error) {
+	for deadline := time.Now().Add(limit); ; time.Sleep(10 * time.Millisecond) {
+		if done, err := r.exited(); done || time.Now().After(deadline) {
+			return done, err
+		}
+	}
 }
 
 func startRuntime(t *testing.T, c *config.Connector) *runtime {
@@ -185,13 +218,12 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 func (r *runtime) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil && err != context.Canceled {
-			t.Errorf("runtime stopped with %v", err)
-		}
-	case <-time.After(60 * time.Second):
+	done, err := r.waitExit(60 * time.Second)
+	if !done {
 		t.Fatal("runtime did not stop within 60s")
+	}
+	if err != nil && err != context.Canceled {
+		t.Errorf("runtime stopped with %v", err)
 	}
 	r.store.Close()
 }
@@ -209,6 +241,9 @@ var _ io.Writer = testWriter{}
 type featureReader func(group string, key string, at time.Time) (found bool, features map[string]any, err error)
 
 func (r *runtime) read(group, key string, at time.Time) (bool, map[string]any, error) {
+	if done, err := r.exited(); done {
+		return false, nil, fmt.Errorf("%w: %v", errStopped, err)
+	}
 	ents, err := r.reader.Read(context.Background(), group, [][]string{{key}}, at)
 	if err != nil {
 		return false, nil, err
@@ -244,6 +279,9 @@ func waitSyncFor(t *testing.T, conn *pgx.Conn, read featureReader, id int, limit
 		found, _, err := read("sync", fmt.Sprint(id), time.Now())
 		if err == nil && found {
 			return
+		}
+		if errors.Is(err, errStopped) {
+			t.Fatalf("waiting for sentinel %d: %v", id, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -43,14 +43,13 @@ func TestSchemaChanges(t *testing.T) {
 	if _, err := conn.Exec(ctx, "INSERT INTO transactions (card_id, amount, status, created_at) VALUES (1, 2.50, 'approved', now())"); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case err := <-r.done:
-		var se *transform.SchemaError
-		if !errors.As(err, &se) || se.Group != "card_activity" || se.Column != "merchant" || !strings.Contains(err.Error(), "dropped or renamed") {
-			t.Errorf("want a schema error naming card_activity and merchant, got %v", err)
-		}
-	case <-time.After(30 * time.Second):
+	done, err := r.waitExit(30 * time.Second)
+	if !done {
 		t.Fatal("tilefeed kept running after a column it reads was dropped")
+	}
+	var se *transform.SchemaError
+	if !errors.As(err, &se) || se.Group != "card_activity" || se.Column != "merchant" || !strings.Contains(err.Error(), "dropped or renamed") {
+		t.Errorf("want a schema error naming card_activity and merchant, got %v", err)
 	}
 	r.store.Close()
 }
@@ -183,7 +182,7 @@ func TestSchemaAlterType(t *testing.T) {
 	check := func(step string) {
 		t.Helper()
 		sync++
-		waitSync(t, conn, r.failFast(t), sync)
+		waitSync(t, conn, r.read, sync)
 		for id := 1; id <= 6; id++ {
 			want := schemaSQL(t, conn, `SELECT json_build_object('qty', qty, 'label', label)::text FROM items WHERE id = $1`, id)
 			found, got, err := r.read("item", fmt.Sprint(id), time.Now())
@@ -219,10 +218,8 @@ func TestSchemaAlterType(t *testing.T) {
 		`DELETE FROM items WHERE id = 5`,
 		`INSERT INTO items (id, k, qty, label) VALUES (3, 1, 1, 'b')`)
 	check("text → varchar")
-	select {
-	case err := <-r.done:
+	if done, err := r.exited(); done {
 		t.Fatalf("tilefeed stopped: %v", err)
-	default:
 	}
 }
 
@@ -238,20 +235,19 @@ func TestSchemaRename(t *testing.T) {
 	typesExec(t, conn, `INSERT INTO people VALUES (1, 'ann', 'a', 30)`,
 		`ALTER TABLE people RENAME COLUMN nick TO nickname`,
 		`INSERT INTO people VALUES (2, 'bob', 'b', 40)`)
-	waitSync(t, conn, r.failFast(t), 1)
+	waitSync(t, conn, r.read, 1)
 	if _, got, err := r.read("person", "2", time.Now()); err != nil || got["name"] != "bob" {
 		t.Fatalf("after renaming an unused column: person 2 = %v (%v)", got, err)
 	}
 	typesExec(t, conn, `ALTER TABLE people RENAME COLUMN age TO years`,
 		`INSERT INTO people VALUES (3, 'cy', 'c', 50)`)
-	select {
-	case err := <-r.done:
-		var se *transform.SchemaError
-		if !errors.As(err, &se) || se.Group != "person" || se.Column != "age" || !strings.Contains(err.Error(), "dropped or renamed") {
-			t.Errorf("want a schema error naming person and age, got %v", err)
-		}
-	case <-time.After(30 * time.Second):
+	done, err := r.waitExit(30 * time.Second)
+	if !done {
 		t.Fatal("tilefeed kept running after a column it projects was renamed")
+	}
+	var se *transform.SchemaError
+	if !errors.As(err, &se) || se.Group != "person" || se.Column != "age" || !strings.Contains(err.Error(), "dropped or renamed") {
+		t.Errorf("want a schema error naming person and age, got %v", err)
 	}
 	r.store.Close()
 }

@@ -92,6 +92,9 @@ func waitSnapshot(t *testing.T, r *runtime) {
 		if st := r.rt.Status(); st.ResumeLSN != "" && st.ResumeLSN != "0/0" {
 			return
 		}
+		if done, err := r.exited(); done {
+			t.Fatalf("waiting for the snapshot: the connector stopped: %v", err)
+		}
 	}
 	t.Fatalf("the snapshot did not complete within 3 minutes: %+v", r.rt.Status())
 }

@@ -147,7 +147,7 @@ func TestTypesFeatures(t *testing.T) {
 		`INSERT INTO typed (id, k, at, c_numeric, c_money) VALUES (8, 3, now(), 1.5, 2)`,
 		`UPDATE typed SET c_numeric = NULL, c_money = NULL WHERE id = 8`,
 	)
-	waitSync(t, conn, r.failFast(t), 1)
+	waitSync(t, conn, r.read, 1)
 
 	for id := 1; id <= 8; id++ {
 		found, got, err := r.read("typed_row", strconv.Itoa(id), time.Now())
@@ -404,20 +404,6 @@ func typedShortPtr(s *string) string {
 		return "NULL"
 	}
 	return strconv.Quote(*s)
-}
-
-// failFast is r.read that fails the test as soon as the runtime stops
-// with an error, rather than when a wait for a change times out.
-func (r *runtime) failFast(t *testing.T) featureReader {
-	return func(group, key string, at time.Time) (bool, map[string]any, error) {
-		select {
-		case err := <-r.done:
-			r.done <- err // for stop
-			t.Fatalf("runtime stopped: %v", err)
-		default:
-		}
-		return r.read(group, key, at)
-	}
 }
 
 // TestTypesAggregatesRejected: min and max over a type whose values

@@ -78,14 +78,7 @@ func (sn *snapshot) run(ctx context.Context, repl *pgconn.PgConn) error {
 			"consistent_point", change.FormatLSN(cp), "snapshot", name, "tables", st.tables,
 			"threads", st.cfg.SnapshotThreads, "fetch_size", st.cfg.SnapshotFetch)
 		sn.point, snapName = cp, name
-		sn.prog = &progress{Slot: cp, Next: 1}
-		if sn.store != nil {
-			gen, err := progressGen(ctx, sn.store, sn.name)
-			if err != nil {
-				return err
-			}
-			sn.prog.gen = gen // a progress record left by an earlier, abandoned snapshot
-		}
+		sn.prog = &progress{Slot: cp, Next: 1, replace: true}
 	}
 	p := sn.prog
 	durable := p.durable(st.fromPos)
@@ -355,11 +348,24 @@ func (sn *snapshot) save(ctx context.Context, gone []sink.Key) error {
 	if err != nil {
 		return err
 	}
-	recs := []sink.Record{rec}
-	if err := sn.store.Put(ctx, recs); err != nil {
+	if sn.prog.replace {
+		// The first write of a fresh snapshot: an earlier snapshot's record
+		// (abandoned, or a tombstone that may expire at any moment) is
+		// replaced, not compared.
+		var recs []sink.Record
+		recs, err = overwrite(ctx, sn.store, []sink.Key{rec.Key}, func(int, sink.Record) (sink.Record, bool) { return rec, true })
+		if err == nil {
+			sn.prog.gen, sn.prog.replace = recs[0].Gen, false
+		}
+	} else {
+		recs := []sink.Record{rec}
+		if err = sn.store.Put(ctx, recs); err == nil {
+			sn.prog.gen = recs[0].Gen
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("write the snapshot progress: %w", err)
 	}
-	sn.prog.gen = recs[0].Gen
 	if len(gone) > 0 {
 		if err := expireRecords(ctx, sn.store, gone); err != nil {
 			return fmt.Errorf("drop staged snapshot chunks: %w", err)
@@ -747,19 +753,13 @@ func (sn *snapshot) stage(ctx context.Context, c *stagedChunk, b []byte) error {
 	}
 	c.Parts = len(recs)
 	// A crash after a staging write and before the progress that names it
-	// leaves a record under the same key: expect its generation.
+	// leaves a record under the same key, and so does an earlier snapshot
+	// (its tombstones): replace it.
 	keys := make([]sink.Key, len(recs))
 	for i := range recs {
 		keys[i] = recs[i].Key
 	}
-	have, err := sn.store.Get(ctx, keys)
-	if err != nil {
-		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID(), err)
-	}
-	for i := range recs {
-		recs[i].Gen = have[i].Gen
-	}
-	if err := sn.store.Put(ctx, recs); err != nil {
+	if _, err := overwrite(ctx, sn.store, keys, func(i int, _ sink.Record) (sink.Record, bool) { return recs[i], true }); err != nil {
 		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID(), err)
 	}
 	return nil

@@ -62,7 +62,11 @@ type progress struct {
 	// Points are the consistent points of later reads (restarts), in order.
 	Points []uint64 `json:"points,omitempty"`
 
-	gen uint32
+	// gen is the progress record's generation as last read or written;
+	// replace says it is not known yet (a fresh snapshot): the first write
+	// replaces whatever an earlier snapshot left under the key.
+	gen     uint32
+	replace bool
 }
 
 // tableProgress is one table's part of the snapshot.
@@ -274,15 +278,6 @@ func loadProgress(ctx context.Context, store connector.Store, name string) (*pro
 	return p, nil
 }
 
-// progressGen returns the generation of the progress record, 0 if none.
-func progressGen(ctx context.Context, store connector.Store, name string) (uint32, error) {
-	recs, err := store.Get(ctx, []sink.Key{progressKey(name)})
-	if err != nil {
-		return 0, fmt.Errorf("read snapshot progress of connector %q: %w", name, err)
-	}
-	return recs[0].Gen, nil
-}
-
 func (p *progress) record(name string) (sink.Record, error) {
 	b, err := json.Marshal(p)
 	if err != nil {
@@ -299,24 +294,47 @@ func (p *progress) record(name string) (sink.Record, error) {
 func expireRecords(ctx context.Context, store connector.Store, keys []sink.Key) error {
 	for len(keys) > 0 {
 		n := min(len(keys), 500)
-		have, err := store.Get(ctx, keys[:n])
+		_, err := overwrite(ctx, store, keys[:n], func(_ int, have sink.Record) (sink.Record, bool) {
+			return sink.Record{Key: have.Key, TTL: goneTTL, Bins: map[string]any{"gone": int64(1)}}, have.Gen != 0
+		})
 		if err != nil {
 			return err
-		}
-		var recs []sink.Record
-		for _, h := range have {
-			if h.Gen != 0 {
-				recs = append(recs, sink.Record{Key: h.Key, Gen: h.Gen, TTL: goneTTL, Bins: map[string]any{"gone": int64(1)}})
-			}
-		}
-		if len(recs) > 0 {
-			if err := store.Put(ctx, recs); err != nil {
-				return err
-			}
 		}
 		keys = keys[n:]
 	}
 	return nil
+}
+
+// overwrite writes, for each key keys[i], the record that next makes of
+// what the store holds under it (nothing is written where next says false),
+// whatever that generation is. It serves the records only the snapshot
+// writes and whose old content is dead: tombstones, and staging or
+// progress left by an earlier snapshot. Such a record may expire between
+// the read of its generation and the write (a tombstone lives goneTTL),
+// which the store reports as a conflict: read again and retry. It
+// returns the records written, each with its new generation.
+func overwrite(ctx context.Context, store connector.Store, keys []sink.Key, next func(i int, have sink.Record) (sink.Record, bool)) ([]sink.Record, error) {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		have, err := store.Get(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		recs := make([]sink.Record, 0, len(have))
+		for i, h := range have {
+			if r, ok := next(i, h); ok {
+				r.Key, r.Gen = h.Key, h.Gen
+				recs = append(recs, r)
+			}
+		}
+		if len(recs) == 0 {
+			return nil, nil
+		}
+		err = store.Put(ctx, recs)
+		if err == nil || !errors.Is(err, sink.ErrConflict) || attempt == attempts {
+			return recs, err
+		}
+	}
 }
 
 // Staged rows: the column names and type OIDs, then each row's values
