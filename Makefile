@@ -2,6 +2,7 @@
 GO      ?= go
 PKGS    := ./...
 BIN     := bin/tilefeed
+SHELL   := /bin/bash
 
 .PHONY: build test bench lint demo deps chaos run reference
 
@@ -10,10 +11,13 @@ build:
 
 # The README's test command. Integration tests start their own PostgreSQL
 # (postgresql-15 must be installed: .ci/run installs it); Aerospike tests
-# run when AEROSPIKE_HOSTS is set and skip loudly otherwise.
+# run when AEROSPIKE_HOSTS is set and skip loudly otherwise. The run ends
+# with every skipped test and its reason, then "N passed, N failed, N
+# skipped" (cmd/internal/testsummary reads go test -json).
 test: deps
 	$(GO) vet $(PKGS)
-	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) build -o bin/testsummary ./cmd/internal/testsummary
+	set -o pipefail; $(GO) test -json -race -count=1 -timeout 30m $(PKGS) | bin/testsummary
 
 # Throughput and latency figures (changes/s decoded, changes/s end to end
 # for a 1M-change backlog, commit→durable p50/p99 at a steady rate, rows/s
@@ -27,8 +31,14 @@ lint:
 
 # A throwaway PostgreSQL with a sample schema and workload, tilefeed on the
 # embedded store, features printed.
+# From a terminal it keeps serving after the workload until Ctrl-C
+# (DEMO_ARGS=-keep=false ends it; -duration 60s runs a longer workload).
 demo: deps
-	$(GO) run ./cmd/tilefeed-demo
+	@echo "== downloading Go modules (first run only)"
+	@$(GO) mod download
+	@echo "== compiling the demo (the first build takes a minute or two)"
+	@$(GO) build -o bin/tilefeed-demo ./cmd/tilefeed-demo
+	bin/tilefeed-demo $(DEMO_ARGS)
 
 # PostgreSQL server binaries for the tests and the demo (Debian's
 # postgresql-15; needs root, as on the CI and developer machines).

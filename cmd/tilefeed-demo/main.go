@@ -3,7 +3,10 @@
 // (examples/card-fraud.json, embedded store) and a card workload, and
 // prints live features next to the same figures computed by SQL.
 //
-//	go run ./cmd/tilefeed-demo [-duration 20s] [-keep]
+//	go run ./cmd/tilefeed-demo [-duration 20s] [-keep=false]
+//
+// Run from a terminal it keeps serving after the workload, until Ctrl-C,
+// so the URL it prints can be tried; elsewhere (CI, a pipe) it exits.
 package main
 
 import (
@@ -30,7 +33,7 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 20*time.Second, "how long the workload runs")
-	keep := flag.Bool("keep", false, "keep serving after the workload until Ctrl-C")
+	keep := flag.Bool("keep", terminal(os.Stdin) && terminal(os.Stdout), "keep serving after the workload until Ctrl-C (default: when run from a terminal)")
 	example := flag.String("c", "examples/card-fraud.json", "connector file whose features to run")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -111,11 +114,17 @@ func run(ctx context.Context, example string, duration time.Duration, keep bool)
 	fmt.Printf("== %d changes applied; durable position %s; commit→durable %.1f ms for the last batch\n",
 		st.ChangesTotal, st.Durable, st.LagSeconds*1000)
 	if keep {
-		fmt.Printf("== still serving on %s; Ctrl-C to stop\n", running.Addr)
+		fmt.Printf("== still serving on %s: curl '%s/v1/features/card_activity?card_id=7'; Ctrl-C to stop\n", running.Addr, base)
 		<-ctx.Done()
 	}
 	stopTF()
 	return <-done
+}
+
+// terminal reports whether f is a terminal.
+func terminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
 // demoConnector loads the example file and points it at the throwaway
