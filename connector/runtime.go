@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -141,9 +142,12 @@ type Status struct {
 	Groups       map[string]GroupStatus `json:"groups"`
 	ChangesTotal int64                  `json:"changes_applied"`
 	// Offsets are where each stream of a multi-stream source resumes (a
-	// Kafka partition's next offset), as durable.
-	Offsets     map[string]int64 `json:"stream_offsets,omitempty"`
-	DeadLetters int64            `json:"dead_letters"`
+	// Kafka partition's next offset), and StreamPositions the position of
+	// its last durable change, as durable. Such a source has no single
+	// position: Durable and ResumeLSN are then empty.
+	Offsets         map[string]int64  `json:"stream_offsets,omitempty"`
+	StreamPositions map[string]string `json:"stream_positions,omitempty"`
+	DeadLetters     int64             `json:"dead_letters"`
 }
 
 // GroupStatus counts one feature group's work.
@@ -185,6 +189,7 @@ func (r *Runtime) Status() Status {
 	defer r.mu.Unlock()
 	s := r.status
 	s.Offsets = maps.Clone(r.status.Offsets)
+	s.StreamPositions = maps.Clone(r.status.StreamPositions)
 	s.Groups = make(map[string]GroupStatus, len(r.status.Groups))
 	for k, v := range r.status.Groups {
 		s.Groups[k] = v
@@ -247,15 +252,17 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if found {
-		r.log.Info("resuming from checkpoint", "connector", r.name, "position", r.cp.Pos.String(), "resume_lsn", change.FormatLSN(r.cp.Resume))
-	} else {
+	switch {
+	case !found:
 		r.log.Info("no checkpoint: first start", "connector", r.name)
+	case len(r.cp.Streams) > 0:
+		r.log.Info("resuming from checkpoint", "connector", r.name, "streams", len(r.cp.Streams), "offsets", streamsText(r.cp.Streams, 5))
+	default:
+		r.log.Info("resuming from checkpoint", "connector", r.name, "position", r.cp.Pos.String(), "resume_lsn", change.FormatLSN(r.cp.Resume))
 	}
 	r.setStatus(func(s *Status) {
 		s.State, s.SinkOK = "running", true
-		s.Durable, s.ResumeLSN = r.cp.Pos.String(), change.FormatLSN(r.cp.Resume)
-		s.ChangesTotal = r.cp.Changes
+		s.setDurable(r.cp)
 	})
 	r.src.Ack(r.cp)
 	r.ahead = r.cp
@@ -446,7 +453,11 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	}
 	if !lastCommit.IsZero() {
 		r.metrics.ReceivedLSN.Set(float64(next.Pos.LSN))
-		r.setStatus(func(s *Status) { s.Received, s.LastCommit = next.Pos.String(), lastCommit })
+		r.setStatus(func(s *Status) {
+			if s.LastCommit = lastCommit; len(next.Streams) == 0 {
+				s.Received = next.Pos.String() // a multi-stream source's progress is per stream
+			}
+		})
 	}
 	if len(updates) == 0 && len(deadLetters) == 0 && next.Pos == r.cp.Pos && next.Changes == r.cp.Changes &&
 		next.Marker == r.cp.Marker && time.Since(r.lastCkp) < r.opts.IdleCheckpoint {
@@ -702,18 +713,42 @@ func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
 	r.lastCkp = time.Now()
 	// The status shows the checkpoint before the source is told of it, so a
 	// reader of the status never sees the slot ahead of it.
-	var offsets map[string]int64
-	if len(cp.Streams) > 0 {
-		offsets = make(map[string]int64, len(cp.Streams))
-		for k, v := range cp.Streams {
-			offsets[k] = v.Offset
-		}
+	r.setStatus(func(s *Status) { s.setDurable(cp) })
+}
+
+// setDurable shows cp as the durable progress: at every checkpoint, and
+// from the stored one at start, so a restart shows it at once.
+func (s *Status) setDurable(cp Checkpoint) {
+	s.ChangesTotal, s.LastDurable = cp.Changes, cp.Written
+	if len(cp.Streams) == 0 {
+		s.Durable, s.ResumeLSN = cp.Pos.String(), change.FormatLSN(cp.Resume)
+		s.Offsets, s.StreamPositions = nil, nil
+		return
 	}
-	r.setStatus(func(s *Status) {
-		s.Durable, s.ResumeLSN, s.LastDurable = cp.Pos.String(), change.FormatLSN(cp.Resume), cp.Written
-		s.ChangesTotal = cp.Changes
-		s.Offsets = offsets
-	})
+	s.Durable, s.ResumeLSN = "", ""
+	s.Offsets = make(map[string]int64, len(cp.Streams))
+	s.StreamPositions = make(map[string]string, len(cp.Streams))
+	for k, v := range cp.Streams {
+		s.Offsets[k], s.StreamPositions[k] = v.Offset, v.Pos.String()
+	}
+}
+
+// streamsText lists at most n streams' next offsets, in name order, for a
+// log line ("orders/0@120 orders/1@98 … 12 more").
+func streamsText(ss map[string]StreamPos, n int) string {
+	names := slices.Sorted(maps.Keys(ss))
+	var b strings.Builder
+	for i, name := range names {
+		if i == n {
+			fmt.Fprintf(&b, " … %d more", len(names)-n)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s@%d", name, ss[name].Offset)
+	}
+	return b.String()
 }
 
 func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Checkpoint, lastCommit time.Time, reads map[string]int, res *outcome) {

@@ -28,8 +28,12 @@ type Entity struct {
 	At    time.Time         `json:"as_of"`
 	// UpdatedAt is the commit time of the last change applied to the
 	// entity: how fresh the features are.
-	UpdatedAt *time.Time          `json:"updated_at,omitempty"`
+	UpdatedAt *time.Time `json:"updated_at,omitempty"`
+	// Position is the source position of the last change applied; a
+	// source of several streams (Kafka partitions) has one per stream in
+	// Positions instead.
 	Position  string              `json:"position,omitempty"`
+	Positions map[string]string   `json:"positions,omitempty"`
 	Features  []transform.Feature `json:"-"`
 }
 
@@ -68,7 +72,16 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 		}
 		if e.Found {
 			u := time.UnixMicro(st.Updated).UTC()
-			e.UpdatedAt, e.Position = &u, st.Pos.String()
+			e.UpdatedAt = &u
+			if len(st.Streams) == 0 || !st.Pos.IsZero() {
+				e.Position = st.Pos.String()
+			}
+			for name, p := range st.Streams {
+				if e.Positions == nil {
+					e.Positions = make(map[string]string, len(st.Streams))
+				}
+				e.Positions[name] = p.String()
+			}
 		}
 		e.Features = g.Read(st, at)
 		out[i] = e
@@ -78,8 +91,15 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 
 // JSON renders the entity as the read API and `tilefeed get` show it.
 func (e Entity) JSON() map[string]any {
-	return map[string]any{"group": e.Group, "entity": e.Key, "found": e.Found, "as_of": e.At,
-		"updated_at": e.UpdatedAt, "position": e.Position, "features": e.FeatureMap()}
+	m := map[string]any{"group": e.Group, "entity": e.Key, "found": e.Found, "as_of": e.At,
+		"updated_at": e.UpdatedAt, "features": e.FeatureMap()}
+	if e.Position != "" {
+		m["position"] = e.Position
+	}
+	if e.Positions != nil {
+		m["positions"] = e.Positions
+	}
+	return m
 }
 
 // FeatureMap renders an entity's features for JSON.

@@ -374,6 +374,10 @@ func (k *Kafka) consume(ctx context.Context, cl *kgo.Client, from connector.Chec
 		return err
 	}
 	add := map[string]map[int32]kgo.Offset{}
+	// A partition the checkpoint lacks is new when partitions were read
+	// before it: found while running, or on a resume.
+	later := len(parts) > 0 || len(from.Streams) > 0
+	var resumed []string
 	for topic, ps := range topics {
 		for _, n := range ps {
 			name := streamName(topic, n)
@@ -390,8 +394,8 @@ func (k *Kafka) consume(ctx context.Context, cl *kgo.Client, from connector.Chec
 				}
 				p.resume = sp.Offset
 				off = kgo.NewOffset().At(max(sp.Offset-seedWindow(sp.Pos), starts[name]))
-			}
-			if len(parts) > 0 {
+				resumed = append(resumed, name)
+			} else if later && !ok {
 				k.log.Info("new kafka partition: reading it from its start", "partition", name)
 			}
 			parts[name] = p
@@ -400,6 +404,10 @@ func (k *Kafka) consume(ctx context.Context, cl *kgo.Client, from connector.Chec
 			}
 			add[topic][n] = off
 		}
+	}
+	if len(resumed) > 0 {
+		slices.Sort(resumed)
+		k.log.Info("resuming kafka partitions from the checkpointed offsets", "partitions", len(resumed), "first", resumed[0], "last", resumed[len(resumed)-1])
 	}
 	cl.AddConsumePartitions(add)
 	return nil
