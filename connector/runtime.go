@@ -92,6 +92,14 @@ func (c *Checkpoint) streamPos(stream string) change.Position {
 }
 
 // same reports whether c and d record the same progress.
+// describe names where c is, for messages: its position, or its streams.
+func (c *Checkpoint) describe() string {
+	if len(c.Streams) > 0 {
+		return fmt.Sprintf("%d streams (%s)", len(c.Streams), streamsText(c.Streams, 3))
+	}
+	return "position " + c.Pos.String()
+}
+
 func (c *Checkpoint) same(d *Checkpoint) bool {
 	if c.Pos != d.Pos || c.Resume != d.Resume || c.Changes != d.Changes || c.Marker != d.Marker || len(c.Streams) != len(d.Streams) {
 		return false
@@ -559,7 +567,9 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 		if err := r.store.Put(ctx, recs); err != nil {
 			r.dropAll(entries)
 			if atomic {
-				r.recoverCheckpointGen(ctx, err)
+				if lost := r.recoverCheckpointGen(ctx, err); lost != nil {
+					return nil, lost
+				}
 			}
 			var tb *sink.TooBigError
 			if errors.As(err, &tb) {
@@ -688,22 +698,37 @@ func decodeStreams(v any) (map[string]StreamPos, error) {
 func (r *Runtime) saveCheckpoint(ctx context.Context, cp Checkpoint) error {
 	rec := []sink.Record{r.checkpointRecord(&cp)}
 	if err := r.store.Put(ctx, rec); err != nil {
-		r.recoverCheckpointGen(ctx, err)
+		if lost := r.recoverCheckpointGen(ctx, err); lost != nil {
+			return lost
+		}
 		return fmt.Errorf("write checkpoint: %w", err)
 	}
 	r.checkpointWritten(cp, rec[0].Gen)
 	return nil
 }
 
-// recoverCheckpointGen follows a checkpoint write whose outcome was
-// unknown and did land: the next write must expect its generation.
-func (r *Runtime) recoverCheckpointGen(ctx context.Context, err error) {
+// recoverCheckpointGen follows a checkpoint write that met another
+// generation: when an earlier write whose outcome was unknown did land,
+// the next write must expect its generation. When the stored checkpoint
+// vanished or went back, the store lost what tilefeed made durable (an
+// Aerospike restarted without persistence, a restored backup): that is
+// fatal, and not a second writer.
+func (r *Runtime) recoverCheckpointGen(ctx context.Context, err error) error {
 	if !errors.Is(err, sink.ErrConflict) {
-		return
+		return nil
 	}
-	if cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name); rerr == nil && ok && !cur.Pos.Less(r.cp.Pos) && cur.Resume >= r.cp.Resume && cur.Changes >= r.cp.Changes {
+	cur, gen, ok, rerr := LoadCheckpoint(ctx, r.store, r.name)
+	switch {
+	case rerr != nil:
+		return nil // the retry reads it again
+	case !ok && r.cpGen != 0:
+		return &CheckpointLostError{Key: checkpointKey(r.name), Had: r.cp}
+	case ok && (cur.Pos.Less(r.cp.Pos) || cur.Resume < r.cp.Resume || cur.Changes < r.cp.Changes):
+		return &CheckpointLostError{Key: checkpointKey(r.name), Had: r.cp, Now: &cur}
+	case ok:
 		r.cpGen = gen
 	}
+	return nil
 }
 
 // checkpointWritten records a durable checkpoint.

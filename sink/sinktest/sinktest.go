@@ -266,6 +266,13 @@ func testTruncate(t *testing.T, s Store, key keyFunc) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	time.Sleep(10 * time.Millisecond)
+	// A write that expects the vanished record's generation is a conflict
+	// (the runtime tells a lost checkpoint from it), and changes nothing.
+	err := s.Put(ctx(t), []sink.Record{{Key: b, Gen: 1, Bins: sample()}})
+	assertConflict(t, err, b)
+	if got := get1(t, s, b); got.Gen != 0 {
+		t.Errorf("a conflicting write of a vanished record left generation %d", got.Gen)
+	}
 	rec := []sink.Record{{Key: a, Bins: sample()}}
 	if err := s.Put(ctx(t), rec); err != nil {
 		t.Fatalf("write after Truncate, expecting no record: %v", err)

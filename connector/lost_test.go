@@ -1,0 +1,132 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tilefeed/tilefeed/change"
+	"github.com/tilefeed/tilefeed/sink"
+)
+
+// gatedSource sends first, waits for open, then sends second.
+type gatedSource struct {
+	fakeSource
+	first, second []change.Event
+	open          chan struct{}
+}
+
+func (s *gatedSource) Stream(ctx context.Context, from Checkpoint, out chan<- change.Event) error {
+	for _, ev := range s.first {
+		if err := send(ctx, out, ev); err != nil {
+			return err
+		}
+	}
+	select {
+	case <-s.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, ev := range s.second {
+		if err := send(ctx, out, ev); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A checkpoint that vanishes (an in-memory Aerospike namespace after a
+// restart) or goes back (a store restored from an older backup) while
+// tilefeed runs stops it with ErrCheckpointLost naming the record and
+// what it held, not with "another writer"; a conflict on the checkpoint
+// that the runtime's own unknown write explains still goes on.
+func TestCheckpointLost(t *testing.T) {
+	t.Parallel()
+	evs := script(4)
+	for _, tc := range []struct {
+		name string
+		// lose acts on the store between the two halves.
+		lose func(t *testing.T, st Store, had Checkpoint)
+		want string // in the message; "" when the stream must go on
+	}{
+		{"vanished", func(t *testing.T, st Store, _ Checkpoint) {
+			if err := st.(interface {
+				Truncate(context.Context, string) error
+			}).Truncate(context.Background(), sink.CheckpointSet); err != nil {
+				t.Fatal(err)
+			}
+		}, "it is gone"},
+		{"went back", func(t *testing.T, st Store, had Checkpoint) {
+			recs, err := st.Get(context.Background(), []sink.Key{checkpointKey("c")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := recs[0]
+			old.Bins["changes"], old.Bins["lsn"] = int64(1), int64(1)
+			if err := st.Put(context.Background(), []sink.Record{old}); err != nil {
+				t.Fatal(err)
+			}
+		}, "it went back to position 0/1#4 (1 changes)"},
+		{"own write landed", func(t *testing.T, st Store, had Checkpoint) {
+			recs, err := st.Get(context.Background(), []sink.Key{checkpointKey("c")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			same := recs[0] // the same checkpoint written again: a retried write that did land
+			if err := st.Put(context.Background(), []sink.Record{same}); err != nil {
+				t.Fatal(err)
+			}
+		}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			st := openStore(t)
+			src := &gatedSource{first: evs[:8], second: evs[8:], open: make(chan struct{})}
+			rt := New("c", src, st, newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()),
+				Options{IdleCheckpoint: time.Hour})
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- rt.Run(ctx) }()
+			for deadline := time.Now().Add(10 * time.Second); src.lastAck() != 250; time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("the first half was not acknowledged (last ack %d)", src.lastAck())
+				}
+			}
+			cp, _, _, err := LoadCheckpoint(ctx, st, "c")
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.lose(t, st, cp)
+			close(src.open)
+			if tc.want == "" {
+				for deadline := time.Now().Add(10 * time.Second); src.lastAck() != 450; time.Sleep(5 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("the second half was not acknowledged (last ack %d)", src.lastAck())
+					}
+				}
+				return
+			}
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				t.Fatal("tilefeed kept running after the store lost its checkpoint")
+			}
+			if !errors.Is(err, ErrCheckpointLost) || !errors.Is(err, ErrFatal) || errors.Is(err, ErrAnotherWriter) {
+				t.Fatalf("want ErrCheckpointLost (fatal), got %v", err)
+			}
+			for _, want := range []string{"_tilefeed/c", "held position 0/C8#4 (6 changes)", tc.want, "without persistence"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("message lacks %q: %v", want, err)
+				}
+			}
+		})
+	}
+}
