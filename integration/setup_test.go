@@ -5,6 +5,9 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +202,42 @@ func setupOnly(t *testing.T, raw []byte) error {
 	}
 	src := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), connector.NewMetrics(prometheus.NewRegistry()))
 	return src.Setup(context.Background(), engine, 0)
+}
+
+// TestValidateLiveAutoset: `tilefeed validate -live` judges the replica
+// identities as replica.identity.autoset.values will set them, says what
+// run would set, and changes nothing; without the autoset it names the fix.
+func TestValidateLiveAutoset(t *testing.T) {
+	conn, db := newDB(t)
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "ALTER TABLE transactions REPLICA IDENTITY DEFAULT"); err != nil {
+		t.Fatal(err)
+	}
+	bin := buildBinary(t)
+	validate := func(raw string) (string, error) {
+		file := filepath.Join(t.TempDir(), "c.json")
+		if err := os.WriteFile(file, []byte(raw), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(bin, "validate", "-c", file, "-live").CombinedOutput()
+		return string(out), err
+	}
+	plain := string(connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	out, err := validate(plain)
+	if err == nil || !strings.Contains(out, "run ALTER TABLE") || !strings.Contains(out, "replica.identity.autoset.values=public.transactions:FULL") {
+		t.Errorf("validate -live of a table without REPLICA IDENTITY FULL: %v\n%s", err, out)
+	}
+	autoset := strings.Replace(plain, `"snapshot.mode"`, `"replica.identity.autoset.values": "public.transactions:FULL", "snapshot.mode"`, 1)
+	out, err = validate(autoset)
+	if err != nil || !strings.Contains(out, "would set REPLICA IDENTITY FULL on public.transactions") || strings.Contains(out, "run ALTER TABLE") {
+		t.Errorf("validate -live with the autoset: %v\n%s", err, out)
+	}
+	var ident string
+	if err := conn.QueryRow(ctx, "SELECT relreplident::text FROM pg_class WHERE relname = 'transactions'").Scan(&ident); err != nil || ident != "d" {
+		t.Errorf("validate -live changed the replica identity to %q", ident)
+	}
+	bad := strings.Replace(plain, `"snapshot.mode"`, `"replica.identity.autoset.values": "public.transactions:EVERYTHING", "snapshot.mode"`, 1)
+	if out, err = validate(bad); err == nil || !strings.Contains(out, `"EVERYTHING" for public.transactions is not FULL`) {
+		t.Errorf("validate -live with a bad autoset value: %v\n%s", err, out)
+	}
 }

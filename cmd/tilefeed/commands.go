@@ -73,8 +73,12 @@ func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "warning: -live checks the database of tilefeed.source=postgres only; this connector reads %s\n", c.Source.Kind)
 	}
 	if live && c.Source.Kind == "postgres" {
-		if err := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil).Check(ctx, engine); err != nil {
+		wouldSet, err := postgres.New(c.Postgres, postgres.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil).Check(ctx, engine)
+		if err != nil {
 			return err
+		}
+		for _, w := range wouldSet {
+			fmt.Fprintln(stdout, "run", w)
 		}
 	}
 	fmt.Fprintf(stdout, "%s: %d feature groups, OK\n", file, len(c.Features))

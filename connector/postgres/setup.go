@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -61,7 +62,7 @@ func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uin
 	if walLevel != "logical" {
 		return fmt.Errorf("wal_level is %q: set wal_level = logical in postgresql.conf and restart PostgreSQL", walLevel)
 	}
-	if err := s.checkTables(ctx, conn, engine); err != nil {
+	if _, err := s.checkTables(ctx, conn, engine, true); err != nil {
 		return err
 	}
 	if err := s.ensurePublication(ctx, conn, engine.Tables()); err != nil {
@@ -73,7 +74,11 @@ func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uin
 	return s.ensureSlot(ctx, conn, resume)
 }
 
-func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transform.Engine) error {
+// checkTables checks the feature groups' tables, columns, types and
+// replica identities. With apply it sets the replica identities that
+// replica.identity.autoset.values names; without, it checks them as if
+// set and returns what it would set (validate -live changes nothing).
+func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transform.Engine, apply bool) (wouldSet []string, err error) {
 	var problems []error
 	for _, g := range engine.Groups() {
 		schema, table, _ := strings.Cut(g.Table, ".")
@@ -86,7 +91,7 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 			JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
 			WHERE n.nspname = $1 AND c.relname = $2`, schema, table)
 		if err != nil {
-			return fmt.Errorf("read columns of %s: %w", g.Table, err)
+			return nil, fmt.Errorf("read columns of %s: %w", g.Table, err)
 		}
 		types, collations := map[string]string{}, map[string]string{}
 		var ident, kind string
@@ -94,13 +99,13 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 			var name, typ, coll string
 			if err := rows.Scan(&name, &typ, &ident, &kind, &coll); err != nil {
 				rows.Close()
-				return err
+				return nil, err
 			}
 			types[name], collations[name] = typ, coll
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read columns of %s: %w", g.Table, err)
+			return nil, fmt.Errorf("read columns of %s: %w", g.Table, err)
 		}
 		if len(types) == 0 {
 			problems = append(problems, fmt.Errorf("feature group %s: table %s does not exist", g.Name, g.Table))
@@ -133,21 +138,27 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 			}
 		}
 		if want, ok := s.cfg.ReplicaIdentityAutoset[g.Table]; ok {
-			if err := setReplicaIdentity(ctx, conn, g.Table, want); err != nil {
+			if err := setReplicaIdentity(ctx, conn, g.Table, want, apply); err != nil {
 				problems = append(problems, err)
 				continue
 			}
-			ident = strings.ToLower(want[:1])
-			if strings.HasPrefix(want, "INDEX") {
-				ident = "i"
+			if !apply && ident != identChar(want) && !slices.Contains(wouldSet, wouldSetText(want, g.Table, "")) {
+				wouldSet = append(wouldSet, wouldSetText(want, g.Table, ""))
 			}
+			ident = identChar(want)
 		}
 		if kind == "p" {
 			// A partitioned table publishes through its root
 			// (publish_via_partition_root), but each partition logs its
 			// own old rows, under its own replica identity.
-			if err := s.checkPartitions(ctx, conn, g); err != nil {
+			set, err := s.checkPartitions(ctx, conn, g, apply)
+			if err != nil {
 				problems = append(problems, err)
+			}
+			for _, w := range set {
+				if !slices.Contains(wouldSet, w) {
+					wouldSet = append(wouldSet, w)
+				}
 			}
 			continue
 		}
@@ -155,7 +166,24 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 			problems = append(problems, fmt.Errorf("feature group %s aggregates or filters %s, so UPDATE and DELETE must carry the whole old row: run ALTER TABLE %s REPLICA IDENTITY FULL (or set replica.identity.autoset.values=%s:FULL)", g.Name, g.Table, quoteTable(g.Table), g.Table))
 		}
 	}
-	return errors.Join(problems...)
+	return wouldSet, errors.Join(problems...)
+}
+
+// identChar is pg_class.relreplident for a replica.identity.autoset.values
+// value.
+func identChar(want string) string {
+	if strings.HasPrefix(want, "INDEX") {
+		return "i"
+	}
+	return strings.ToLower(want[:1])
+}
+
+// wouldSetText is what validate -live says the autoset would do.
+func wouldSetText(want, table, partitionOf string) string {
+	if partitionOf != "" {
+		table += ", a partition of " + partitionOf + ","
+	}
+	return fmt.Sprintf("would set REPLICA IDENTITY %s on %s (replica.identity.autoset.values)", want, table)
 }
 
 func quoteTable(t string) string {
@@ -163,7 +191,9 @@ func quoteTable(t string) string {
 	return pgx.Identifier{schema, table}.Sanitize()
 }
 
-func setReplicaIdentity(ctx context.Context, conn *pgx.Conn, table, ident string) error {
+// setReplicaIdentity sets ident on table; without apply it only checks
+// that ident is one PostgreSQL takes.
+func setReplicaIdentity(ctx context.Context, conn *pgx.Conn, table, ident string, apply bool) error {
 	var clause string
 	switch {
 	case ident == "FULL" || ident == "DEFAULT" || ident == "NOTHING":
@@ -172,6 +202,9 @@ func setReplicaIdentity(ctx context.Context, conn *pgx.Conn, table, ident string
 		clause = "USING INDEX " + pgx.Identifier{strings.TrimSpace(ident[len("INDEX "):])}.Sanitize()
 	default:
 		return fmt.Errorf("replica.identity.autoset.values: %q for %s is not FULL, DEFAULT, NOTHING or INDEX name", ident, table)
+	}
+	if !apply {
+		return nil
 	}
 	if _, err := conn.Exec(ctx, "ALTER TABLE "+quoteTable(table)+" REPLICA IDENTITY "+clause); err != nil {
 		return fmt.Errorf("set REPLICA IDENTITY %s on %s (replica.identity.autoset.values): %w", ident, table, err)
@@ -392,27 +425,25 @@ func deref(s *string) string {
 }
 
 // Check runs the live checks of Setup without changing anything: tables,
-// columns, types and replica identities.
-func (s *Source) Check(ctx context.Context, engine *transform.Engine) error {
+// columns, types and replica identities, these as replica.identity.
+// autoset.values would set them. It returns what Setup would set.
+func (s *Source) Check(ctx context.Context, engine *transform.Engine) ([]string, error) {
 	conn, err := pgx.Connect(ctx, s.cfg.ConnString())
 	if err != nil {
-		return fmt.Errorf("connect to PostgreSQL at %s:%d database %s as %s: %w", s.cfg.Host, s.cfg.Port, s.cfg.DBName, s.cfg.User, err)
+		return nil, fmt.Errorf("connect to PostgreSQL at %s:%d database %s as %s: %w", s.cfg.Host, s.cfg.Port, s.cfg.DBName, s.cfg.User, err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	saved := s.cfg.ReplicaIdentityAutoset
-	s.cfg.ReplicaIdentityAutoset = nil
-	defer func() { s.cfg.ReplicaIdentityAutoset = saved }()
-	return s.checkTables(ctx, conn, engine)
+	return s.checkTables(ctx, conn, engine, false)
 }
 
 // checkPartitions checks (or, with replica.identity.autoset.values, sets)
 // the replica identity of every leaf partition of a partitioned table.
-func (s *Source) checkPartitions(ctx context.Context, conn *pgx.Conn, g *transform.Group) error {
+func (s *Source) checkPartitions(ctx context.Context, conn *pgx.Conn, g *transform.Group, apply bool) (wouldSet []string, err error) {
 	rows, err := conn.Query(ctx, `SELECT n.nspname || '.' || c.relname, c.relreplident::text
 		FROM pg_partition_tree($1::regclass) t JOIN pg_class c ON c.oid = t.relid
 		JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf`, g.Table)
 	if err != nil {
-		return fmt.Errorf("read partitions of %s: %w", g.Table, err)
+		return nil, fmt.Errorf("read partitions of %s: %w", g.Table, err)
 	}
 	type part struct{ name, ident string }
 	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (part, error) {
@@ -420,14 +451,17 @@ func (s *Source) checkPartitions(ctx context.Context, conn *pgx.Conn, g *transfo
 		return p, r.Scan(&p.name, &p.ident)
 	})
 	if err != nil {
-		return fmt.Errorf("read partitions of %s: %w", g.Table, err)
+		return nil, fmt.Errorf("read partitions of %s: %w", g.Table, err)
 	}
 	want, autoset := s.cfg.ReplicaIdentityAutoset[g.Table]
 	var notFull []string
 	for _, p := range parts {
 		if autoset {
-			if err := setReplicaIdentity(ctx, conn, p.name, want); err != nil {
-				return err
+			if err := setReplicaIdentity(ctx, conn, p.name, want, apply); err != nil {
+				return nil, err
+			}
+			if !apply && p.ident != identChar(want) {
+				wouldSet = append(wouldSet, wouldSetText(want, p.name, g.Table))
 			}
 			continue
 		}
@@ -436,8 +470,8 @@ func (s *Source) checkPartitions(ctx context.Context, conn *pgx.Conn, g *transfo
 		}
 	}
 	if len(notFull) > 0 {
-		return fmt.Errorf("feature group %s aggregates or filters the partitioned table %s, so UPDATE and DELETE must carry whole old rows, but partitions %s are not REPLICA IDENTITY FULL: run ALTER TABLE … REPLICA IDENTITY FULL on each (or set replica.identity.autoset.values=%s:FULL, which sets it on every partition)",
+		return nil, fmt.Errorf("feature group %s aggregates or filters the partitioned table %s, so UPDATE and DELETE must carry whole old rows, but partitions %s are not REPLICA IDENTITY FULL: run ALTER TABLE … REPLICA IDENTITY FULL on each (or set replica.identity.autoset.values=%s:FULL, which sets it on every partition)",
 			g.Name, g.Table, strings.Join(notFull, ", "), g.Table)
 	}
-	return nil
+	return wouldSet, nil
 }
