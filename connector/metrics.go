@@ -49,7 +49,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ApplySeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tilefeed_apply_seconds",
 			Help: "Time to apply one batch: read records, compute, write records and checkpoint.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}),
 		CommitToDurable: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "tilefeed_commit_to_durable_seconds",
-			Help: "From a transaction's commit in the source to its features being durable in the sink.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
+			Help: "From a transaction's commit in the source to its features being durable in the sink: one value per transaction (per batch, from its newest commit, for a source without transaction markers).", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 18)}),
 		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_errors_total",
 			Help: "Errors by kind: source (lost replication or Kafka connection), sink (failed writes), conflict (a record changed under tilefeed), data (a change a group cannot use), decode (a record that does not decode), heartbeat (a failed heartbeat.action.query), kafka_commit (a refused consumer-group commit)."}, []string{"kind"}),
 		ReceivedLSN: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_received_lsn",

@@ -384,6 +384,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	start := time.Now()
 	next := r.ahead
 	var lastCommit time.Time
+	var commits []time.Time // of the transactions this batch completes
 	var updates []transform.Update
 	var deadLetters []sink.Record
 	reads := map[string]int{}
@@ -437,6 +438,9 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		lastCommit = ev.CommitTime
 		if ev.Op == change.Commit {
 			next.Resume = ev.Resume
+			if !ev.CommitTime.IsZero() {
+				commits = append(commits, ev.CommitTime)
+			}
 			continue
 		}
 		reads[ev.Table]++
@@ -476,7 +480,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	for attempt := 0; ; attempt++ {
 		res, err := r.write(ctx, updates, deadLetters, next)
 		if err == nil {
-			r.done(start, len(batch), updates, next, lastCommit, reads, res)
+			r.done(start, len(batch), updates, next, lastCommit, commits, reads, res)
 			return nil
 		}
 		if !Retryable(err) || ctx.Err() != nil {
@@ -776,7 +780,10 @@ func streamsText(ss map[string]StreamPos, n int) string {
 	return b.String()
 }
 
-func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Checkpoint, lastCommit time.Time, reads map[string]int, res *outcome) {
+// done records a durable batch. The commit→durable histogram takes one
+// value per transaction the batch completes (commits); a source without
+// commit markers gives one per batch, from its newest commit.
+func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Checkpoint, lastCommit time.Time, commits []time.Time, reads map[string]int, res *outcome) {
 	r.src.Ack(cp)
 	now := time.Now()
 	m := r.metrics
@@ -787,7 +794,12 @@ func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Ch
 	var lag float64
 	if !lastCommit.IsZero() {
 		lag = now.Sub(lastCommit).Seconds()
-		m.CommitToDurable.Observe(lag)
+		if len(commits) == 0 {
+			m.CommitToDurable.Observe(lag)
+		}
+	}
+	for _, c := range commits {
+		m.CommitToDurable.Observe(now.Sub(c).Seconds())
 	}
 	for t, n := range reads {
 		m.ChangesApplied.WithLabelValues(t).Add(float64(n))

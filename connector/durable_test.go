@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/tilefeed/tilefeed/change"
 	"github.com/tilefeed/tilefeed/sink"
@@ -128,5 +129,41 @@ func TestCheckpointLost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The commit→durable histogram takes one value per transaction, not one
+// per batch: four transactions in one batch are four samples, each from
+// its own commit time.
+func TestCommitToDurablePerTransaction(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	evs := script(4)
+	for i := range evs { // commit times a second apart, the newest 1 s ago
+		evs[i].CommitTime = time.Now().Add(-time.Duration(5-evs[i].Pos.LSN/100) * time.Second)
+	}
+	src := &gatedSource{first: evs, open: make(chan struct{})}
+	m := NewMetrics(prometheus.NewRegistry())
+	rt := New("c", src, st, newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), m, Options{BatchMax: 100})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); src.lastAck() != 450; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not acknowledged (last ack %d)", src.lastAck())
+		}
+	}
+	cancel()
+	<-done
+	var h dto.Metric
+	if err := m.CommitToDurable.Write(&h); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.GetHistogram().GetSampleCount(); n != 4 {
+		t.Errorf("%d commit→durable samples for 4 transactions", n)
+	}
+	// 4+3+2+1 s and a little: the sum of each transaction's own lag.
+	if sum := h.GetHistogram().GetSampleSum(); sum < 10 || sum > 14 {
+		t.Errorf("commit→durable sum %.2f s, want about 10 s", sum)
 	}
 }
