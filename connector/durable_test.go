@@ -167,3 +167,45 @@ func TestCommitToDurablePerTransaction(t *testing.T) {
 		t.Errorf("commit→durable sum %.2f s, want about 10 s", sum)
 	}
 }
+
+// Series whose labels are known up front exist at 0 before anything
+// happens (a rate() alert needs a series to compute over), and the build
+// is exported.
+func TestMetricsKnownAtZero(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	New("c", &fakeSource{}, openStore(t), newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(reg), Options{})
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			id := f.GetName()
+			for _, l := range m.GetLabel() {
+				id += " " + l.GetName() + "=" + l.GetValue()
+			}
+			have[id] = true
+		}
+	}
+	want := []string{"tilefeed_records_written_total group=g", "tilefeed_retractions_unmatched_total group=g",
+		"tilefeed_changes_read_total table=public.t", "tilefeed_changes_applied_total table=public.t"}
+	for _, k := range ErrorKinds {
+		want = append(want, "tilefeed_errors_total kind="+k)
+	}
+	for _, w := range want {
+		if !have[w] {
+			t.Errorf("no series %s before the first change", w)
+		}
+	}
+	found := false
+	for id := range have {
+		if strings.HasPrefix(id, "tilefeed_build_info go=go") && strings.Contains(id, " revision=") && strings.Contains(id, " version=") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no tilefeed_build_info{go,revision,version}: %v", have)
+	}
+}

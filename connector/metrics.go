@@ -1,6 +1,16 @@
 package connector
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"runtime"
+	"runtime/debug"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ErrorKinds are the values of tilefeed_errors_total's kind label; each
+// series exists at 0 from the start, so rate() alerts work before the
+// first error.
+var ErrorKinds = []string{"source", "sink", "conflict", "data", "decode", "heartbeat", "kafka_commit"}
 
 // Metrics is tilefeed's metrics catalog: every metric, its labels and its
 // help, in one place. Register it on the registry the HTTP listener serves.
@@ -29,6 +39,7 @@ type Metrics struct {
 	SnapshotEstimated *prometheus.GaugeVec
 	SnapshotChunks    *prometheus.CounterVec
 	KafkaLag          *prometheus.GaugeVec
+	BuildInfo         *prometheus.GaugeVec
 }
 
 // NewMetrics creates the catalog and registers it on reg.
@@ -72,11 +83,49 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Snapshot chunks by origin: read (from the database) or replayed (from the sink's write-ahead staging after a restart)."}, []string{"origin"}),
 		KafkaLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_kafka_lag_records",
 			Help: "Records of a Kafka partition not yet durable in the sink: its high watermark minus the checkpointed offset."}, []string{"topic", "partition"}),
+		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_build_info",
+			Help: "Always 1: the build of this process, by version (the module's, or devel), VCS revision and Go version."}, []string{"version", "revision", "go"}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_dead_letters_total",
 			Help: "Changes a feature group could not use, written to the dead-letter set (errors.tolerance=all)."}),
 	}
 	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.SnapshotDone, m.SnapshotEstimated, m.SnapshotChunks, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
-		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.KafkaLag)
+		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.KafkaLag, m.BuildInfo)
+	for _, k := range ErrorKinds {
+		m.Errors.WithLabelValues(k)
+	}
+	m.BuildInfo.WithLabelValues(buildInfo()).Set(1)
 	return m
+}
+
+// buildInfo returns the version, VCS revision and Go version of this
+// binary ("devel" and "unknown" where the build does not say).
+func buildInfo() (version, revision, goVersion string) {
+	version, revision, goVersion = "devel", "unknown", runtime.Version()
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if v := bi.Main.Version; v != "" && v != "(devel)" {
+		version = v
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+	}
+	return
+}
+
+// known creates the series of the labels known from the feature groups
+// (groups, tables) at 0, so they exist before the first change.
+func (m *Metrics) known(groups, tables []string) {
+	for _, g := range groups {
+		m.RecordsWritten.WithLabelValues(g)
+		m.Unmatched.WithLabelValues(g)
+	}
+	for _, t := range tables {
+		m.ChangesRead.WithLabelValues(t)
+		m.ChangesApplied.WithLabelValues(t)
+	}
 }

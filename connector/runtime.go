@@ -185,9 +185,12 @@ func New(name string, src Source, store Store, engine *transform.Engine, log *sl
 	r := &Runtime{name: name, src: src, store: store, engine: engine, log: log, metrics: m, opts: opts,
 		cache: newCache(opts.CacheEntities)}
 	r.status = Status{Connector: name, State: "starting", Groups: map[string]GroupStatus{}}
+	var groups []string
 	for _, g := range engine.Groups() {
 		r.status.Groups[g.Name] = GroupStatus{}
+		groups = append(groups, g.Name)
 	}
+	m.known(groups, engine.Tables())
 	return r
 }
 
