@@ -180,6 +180,9 @@ type Aerospike struct {
 // HTTP configures the one HTTP listener.
 type HTTP struct {
 	Listen string
+	// PprofListen, when set, is where Go's profiler is served, apart from
+	// the API (debug.pprof.listen).
+	PprofListen string
 }
 
 // Runtime tunes batching and memory.

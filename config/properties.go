@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -246,6 +247,16 @@ var Properties = []Property{
 		}},
 	{Name: "http.listen", Default: DefaultListen, Doc: "Address of the HTTP listener (health, metrics, status, features).",
 		set: func(c *Connector, v string) error { c.HTTP.Listen = v; return nil }},
+	{Name: "debug.pprof.listen", Default: "", Doc: "Address of a second listener serving Go's profiler (`/debug/pprof/`: CPU and heap profiles, goroutines) for diagnosing throughput and memory; off when empty. It exposes internals: bind it to localhost (`127.0.0.1:6060`).",
+		set: func(c *Connector, v string) error {
+			if v != "" {
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return fmt.Errorf("%q is not host:port: %v", v, err)
+				}
+			}
+			c.HTTP.PprofListen = v
+			return nil
+		}},
 	{Name: "batch.max.changes", Default: strconv.Itoa(DefaultBatchMax), Doc: "Most changes applied in one sink write. Batches are cut early when the source has nothing more to give, so latency stays low at low rates.",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.BatchMax, v, 1, 1000000) }},
 	{Name: "queue.max.changes", Default: strconv.Itoa(DefaultQueueMax), Doc: "Most changes read ahead of the sink; reading blocks beyond it (backpressure).",

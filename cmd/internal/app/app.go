@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
@@ -146,6 +147,14 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
 	log.Info("http listening", "addr", ln.Addr().String())
+	if c.HTTP.PprofListen != "" {
+		stop, err := servePprof(c.HTTP.PprofListen, log)
+		if err != nil {
+			_ = srv.Close()
+			return err
+		}
+		defer stop()
+	}
 	if started != nil {
 		started(Running{Addr: ln.Addr().String(), Runtime: rt})
 	}
@@ -162,6 +171,32 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 		return nil
 	}
 	return runErr
+}
+
+// servePprof serves Go's profiler on addr (debug.pprof.listen), apart
+// from the API so that it is never exposed with it; stop ends it.
+func servePprof(addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("debug.pprof.listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return func() {
+		_ = srv.Close()
+		<-done
+	}, nil
 }
 
 func deadLetterSet(c *config.Connector) string {
