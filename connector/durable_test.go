@@ -209,3 +209,36 @@ func TestMetricsKnownAtZero(t *testing.T) {
 		t.Errorf("no tilefeed_build_info{go,revision,version}: %v", have)
 	}
 }
+
+// The status shows after a restart what it showed before: each group's
+// counts, the last commit time and the dead letters come from the
+// checkpoint, not from zero.
+func TestStatusSurvivesRestart(t *testing.T) {
+	t.Parallel()
+	st := openStore(t)
+	src := &fakeSource{events: script(4)}
+	before := run(t, src, st, Options{}, func() bool { return src.lastAck() == 450 }).Status()
+	if g := before.Groups["g"]; g.Changes != 12 || g.Records == 0 || !before.LastCommit.Equal(t0) {
+		t.Fatalf("status before the restart: %+v", before)
+	}
+	rt := New("c", &fakeSource{}, st, newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()), Options{IdleCheckpoint: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	var after Status
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		if after = rt.Status(); after.State == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not running: %+v", after)
+		}
+	}
+	if after.Groups["g"] != before.Groups["g"] || !after.LastCommit.Equal(before.LastCommit) || after.ChangesTotal != before.ChangesTotal {
+		t.Errorf("status after the restart %+v, before %+v", after, before)
+	}
+}

@@ -72,6 +72,13 @@ type Checkpoint struct {
 	// exactly once, however often a crash made tilefeed read them again.
 	Changes int64
 	Written time.Time
+	// LastCommit is the commit time of the last change applied, Groups
+	// each feature group's counts and DeadLetters the dead letters written,
+	// all since the first start, so the status shows them after a restart.
+	// Groups is never modified once checkpointed, as Streams.
+	LastCommit  time.Time
+	Groups      map[string]GroupStatus
+	DeadLetters int64
 }
 
 // StreamPos is one named stream's durable progress.
@@ -236,6 +243,15 @@ func LoadCheckpoint(ctx context.Context, store Store, name string) (cp Checkpoin
 	cp = Checkpoint{Pos: change.Position{LSN: uint64(lsn), Seq: uint64(seq), Ordinal: uint32(ord)}, Resume: uint64(resume),
 		Changes: changes, Written: time.UnixMicro(written).UTC()}
 	cp.Marker, _ = r.Bins["marker"].(string)
+	if commit, ok := r.Bins["commit"].(int64); ok {
+		cp.LastCommit = time.UnixMicro(commit).UTC()
+	}
+	cp.DeadLetters, _ = r.Bins["dead"].(int64)
+	if v, ok := r.Bins["groups"]; ok {
+		if cp.Groups, err = decodeGroups(v); err != nil {
+			return cp, 0, false, fmt.Errorf("%w: checkpoint of connector %q: bin groups: %w", ErrFatal, name, err)
+		}
+	}
 	if v, ok := r.Bins["streams"]; ok {
 		if cp.Streams, err = decodeStreams(v); err != nil {
 			return cp, 0, false, fmt.Errorf("%w: checkpoint of connector %q: bin streams: %w", ErrFatal, name, err)
@@ -467,6 +483,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		return nil
 	}
 	if !lastCommit.IsZero() {
+		next.LastCommit = lastCommit
 		r.metrics.ReceivedLSN.Set(float64(next.Pos.LSN))
 		r.setStatus(func(s *Status) {
 			if s.LastCommit = lastCommit; len(next.Streams) == 0 {
@@ -563,6 +580,24 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 	}
 	recs = append(recs, dl...)
 	res.deadLetters = len(dl)
+	next.DeadLetters = r.cp.DeadLetters + int64(len(dl))
+	if len(updates) > 0 {
+		next.Groups = maps.Clone(r.cp.Groups)
+		if next.Groups == nil {
+			next.Groups = map[string]GroupStatus{}
+		}
+		for i := range updates {
+			gs := next.Groups[updates[i].Group.Name]
+			gs.Changes++
+			next.Groups[updates[i].Group.Name] = gs
+		}
+		for g, n := range res.records {
+			gs := next.Groups[g]
+			gs.Records += n
+			gs.Unmatched += int64(res.stats[g].Unmatched)
+			next.Groups[g] = gs
+		}
+	}
 	// A store that writes a Put whole or not at all takes the checkpoint in
 	// the same Put: one durable write per batch instead of two.
 	atomic := false
@@ -666,6 +701,19 @@ func (r *Runtime) checkpointRecord(cp *Checkpoint) sink.Record {
 	if len(cp.Streams) > 0 {
 		bins["streams"] = encodeStreams(cp.Streams)
 	}
+	if !cp.LastCommit.IsZero() {
+		bins["commit"] = cp.LastCommit.UnixMicro()
+	}
+	if cp.DeadLetters > 0 {
+		bins["dead"] = cp.DeadLetters
+	}
+	if len(cp.Groups) > 0 {
+		groups := make(map[any]any, len(cp.Groups))
+		for g, gs := range cp.Groups {
+			groups[g] = []any{gs.Changes, gs.Records, gs.Unmatched}
+		}
+		bins["groups"] = groups
+	}
 	return sink.Record{Key: checkpointKey(r.name), Gen: r.cpGen, Bins: bins}
 }
 
@@ -698,6 +746,30 @@ func decodeStreams(v any) (map[string]StreamPos, error) {
 			}
 		}
 		out[name] = StreamPos{Pos: change.Position{LSN: uint64(n[0]), Seq: uint64(n[1]), Ordinal: uint32(n[2])}, Offset: n[3]}
+	}
+	return out, nil
+}
+
+// decodeGroups reads the groups bin: name → [changes, records, unmatched].
+func decodeGroups(v any) (map[string]GroupStatus, error) {
+	m, ok := v.(map[any]any)
+	if !ok {
+		return nil, errors.New("not a map")
+	}
+	out := make(map[string]GroupStatus, len(m))
+	for k, e := range m {
+		name, _ := k.(string)
+		list, _ := e.([]any)
+		if name == "" || len(list) != 3 {
+			return nil, fmt.Errorf("group %v: want [changes, records, unmatched]", k)
+		}
+		var n [3]int64
+		for i, x := range list {
+			if n[i], ok = x.(int64); !ok {
+				return nil, fmt.Errorf("group %s: element %d is not an integer", name, i)
+			}
+		}
+		out[name] = GroupStatus{Changes: n[0], Records: n[1], Unmatched: n[2]}
 	}
 	return out, nil
 }
@@ -751,7 +823,15 @@ func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
 // setDurable shows cp as the durable progress: at every checkpoint, and
 // from the stored one at start, so a restart shows it at once.
 func (s *Status) setDurable(cp Checkpoint) {
-	s.ChangesTotal, s.LastDurable = cp.Changes, cp.Written
+	s.ChangesTotal, s.LastDurable, s.DeadLetters = cp.Changes, cp.Written, cp.DeadLetters
+	if !cp.LastCommit.IsZero() {
+		s.LastCommit = cp.LastCommit
+	}
+	for g, gs := range cp.Groups {
+		if _, ok := s.Groups[g]; ok { // a group no longer defined is not shown
+			s.Groups[g] = gs
+		}
+	}
 	if len(cp.Streams) == 0 {
 		s.Durable, s.ResumeLSN = cp.Pos.String(), change.FormatLSN(cp.Resume)
 		s.Offsets, s.StreamPositions = nil, nil
@@ -807,10 +887,6 @@ func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Ch
 	for t, n := range reads {
 		m.ChangesApplied.WithLabelValues(t).Add(float64(n))
 	}
-	changes := map[string]int64{}
-	for i := range updates {
-		changes[updates[i].Group.Name]++
-	}
 	for g, st := range res.stats {
 		if st.Unmatched > 0 {
 			m.Unmatched.WithLabelValues(g).Add(float64(st.Unmatched))
@@ -820,18 +896,10 @@ func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Ch
 		m.RecordsWritten.WithLabelValues(g).Add(float64(n))
 	}
 	m.DeadLetters.Add(float64(res.deadLetters))
-	r.setStatus(func(s *Status) {
+	r.setStatus(func(s *Status) { // the counts came with the checkpoint (setDurable)
 		s.State, s.SinkOK, s.LastError = "running", true, ""
-		s.DeadLetters += int64(res.deadLetters)
 		if lag > 0 {
 			s.LagSeconds = lag
-		}
-		for g := range s.Groups {
-			gs := s.Groups[g]
-			gs.Changes += changes[g]
-			gs.Records += res.records[g]
-			gs.Unmatched += int64(res.stats[g].Unmatched)
-			s.Groups[g] = gs
 		}
 	})
 }
