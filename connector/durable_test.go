@@ -221,7 +221,11 @@ func TestStatusSurvivesRestart(t *testing.T) {
 	if g := before.Groups["g"]; g.Changes != 12 || g.Records == 0 || !before.LastCommit.Equal(t0) {
 		t.Fatalf("status before the restart: %+v", before)
 	}
-	rt := New("c", &fakeSource{}, st, newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()), Options{IdleCheckpoint: time.Hour})
+	if !before.Groups["g"].LastCommit.Equal(t0) {
+		t.Errorf("group g's last commit %v, want %v", before.Groups["g"].LastCommit, t0)
+	}
+	reg := prometheus.NewRegistry()
+	rt := New("c", &fakeSource{}, st, newEngine(t), slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(reg), Options{IdleCheckpoint: time.Hour})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
@@ -240,5 +244,24 @@ func TestStatusSurvivesRestart(t *testing.T) {
 	}
 	if after.Groups["g"] != before.Groups["g"] || !after.LastCommit.Equal(before.LastCommit) || after.ChangesTotal != before.ChangesTotal {
 		t.Errorf("status after the restart %+v, before %+v", after, before)
+	}
+	// The group's freshness is known at once too, and grows with the clock.
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == "g" && m.GetGauge() != nil {
+				got[f.GetName()] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	if got["tilefeed_group_last_commit_timestamp_seconds"] != float64(t0.Unix()) {
+		t.Errorf("last commit gauge %v, want %d", got["tilefeed_group_last_commit_timestamp_seconds"], t0.Unix())
+	}
+	if want := time.Since(t0).Seconds(); got["tilefeed_group_freshness_seconds"] < want-5 || got["tilefeed_group_freshness_seconds"] > want+5 {
+		t.Errorf("freshness %v s, want about %v s", got["tilefeed_group_freshness_seconds"], want)
 	}
 }

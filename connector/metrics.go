@@ -3,6 +3,8 @@ package connector
 import (
 	"runtime"
 	"runtime/debug"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -40,6 +42,10 @@ type Metrics struct {
 	SnapshotChunks    *prometheus.CounterVec
 	KafkaLag          *prometheus.GaugeVec
 	BuildInfo         *prometheus.GaugeVec
+	// GroupLastCommit is each group's last durable commit time; freshness
+	// turns it into seconds since, computed at each scrape.
+	GroupLastCommit *prometheus.GaugeVec
+	freshness       *freshness
 }
 
 // NewMetrics creates the catalog and registers it on reg.
@@ -83,6 +89,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Snapshot chunks by origin: read (from the database) or replayed (from the sink's write-ahead staging after a restart)."}, []string{"origin"}),
 		KafkaLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_kafka_lag_records",
 			Help: "Records of a Kafka partition not yet durable in the sink: its high watermark minus the checkpointed offset."}, []string{"topic", "partition"}),
+		GroupLastCommit: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_group_last_commit_timestamp_seconds",
+			Help: "Commit time (Unix seconds) of the last change applied and durable, by feature group."}, []string{"group"}),
+		freshness: &freshness{last: map[string]time.Time{}, now: time.Now, desc: prometheus.NewDesc("tilefeed_group_freshness_seconds",
+			"Seconds from the group's last durable commit to now, as a reader sees it: grows while no change reaches the group. Absent until the group's first change.", []string{"group"}, nil)},
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_build_info",
 			Help: "Always 1: the build of this process, by version (the module's, or devel), VCS revision and Go version."}, []string{"version", "revision", "go"}),
 		DeadLetters: prometheus.NewCounter(prometheus.CounterOpts{Name: "tilefeed_dead_letters_total",
@@ -90,7 +100,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.SnapshotDone, m.SnapshotEstimated, m.SnapshotChunks, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
-		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.KafkaLag, m.BuildInfo)
+		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.KafkaLag, m.BuildInfo, m.GroupLastCommit, m.freshness)
 	for _, k := range ErrorKinds {
 		m.Errors.WithLabelValues(k)
 	}
@@ -115,6 +125,43 @@ func buildInfo() (version, revision, goVersion string) {
 		}
 	}
 	return
+}
+
+// groupsDurable shows the groups' durable progress.
+func (m *Metrics) groupsDurable(groups map[string]GroupStatus) {
+	for g, gs := range groups {
+		if gs.LastCommit.IsZero() {
+			continue
+		}
+		m.GroupLastCommit.WithLabelValues(g).Set(float64(gs.LastCommit.UnixMicro()) / 1e6)
+		m.freshness.set(g, gs.LastCommit)
+	}
+}
+
+// freshness collects tilefeed_group_freshness_seconds: now minus each
+// group's last durable commit, at scrape time.
+type freshness struct {
+	desc *prometheus.Desc
+	now  func() time.Time
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+func (f *freshness) set(group string, at time.Time) {
+	f.mu.Lock()
+	f.last[group] = at
+	f.mu.Unlock()
+}
+
+func (f *freshness) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
+
+func (f *freshness) Collect(ch chan<- prometheus.Metric) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	now := f.now()
+	for g, at := range f.last {
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, now.Sub(at).Seconds(), g)
+	}
 }
 
 // known creates the series of the labels known from the feature groups

@@ -170,6 +170,8 @@ type GroupStatus struct {
 	Changes   int64 `json:"changes_applied"`
 	Records   int64 `json:"records_written"`
 	Unmatched int64 `json:"retractions_unmatched"`
+	// LastCommit is the commit time of the group's last change applied.
+	LastCommit time.Time `json:"last_commit_time,omitzero"`
 }
 
 // New returns a runtime. Nothing happens until Run.
@@ -291,6 +293,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 		s.State, s.SinkOK = "running", true
 		s.setDurable(r.cp)
 	})
+	r.metrics.groupsDurable(r.cp.Groups)
 	r.src.Ack(r.cp)
 	r.ahead = r.cp
 	r.lastCkp = time.Now()
@@ -587,9 +590,13 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 			next.Groups = map[string]GroupStatus{}
 		}
 		for i := range updates {
-			gs := next.Groups[updates[i].Group.Name]
+			u := &updates[i]
+			gs := next.Groups[u.Group.Name]
 			gs.Changes++
-			next.Groups[updates[i].Group.Name] = gs
+			if at := time.UnixMicro(u.Commit).UTC(); u.Commit != 0 && at.After(gs.LastCommit) {
+				gs.LastCommit = at
+			}
+			next.Groups[u.Group.Name] = gs
 		}
 		for g, n := range res.records {
 			gs := next.Groups[g]
@@ -710,7 +717,7 @@ func (r *Runtime) checkpointRecord(cp *Checkpoint) sink.Record {
 	if len(cp.Groups) > 0 {
 		groups := make(map[any]any, len(cp.Groups))
 		for g, gs := range cp.Groups {
-			groups[g] = []any{gs.Changes, gs.Records, gs.Unmatched}
+			groups[g] = []any{gs.Changes, gs.Records, gs.Unmatched, unixMicro(gs.LastCommit)}
 		}
 		bins["groups"] = groups
 	}
@@ -750,7 +757,15 @@ func decodeStreams(v any) (map[string]StreamPos, error) {
 	return out, nil
 }
 
-// decodeGroups reads the groups bin: name → [changes, records, unmatched].
+func unixMicro(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// decodeGroups reads the groups bin: name → [changes, records, unmatched,
+// last commit µs].
 func decodeGroups(v any) (map[string]GroupStatus, error) {
 	m, ok := v.(map[any]any)
 	if !ok {
@@ -760,16 +775,20 @@ func decodeGroups(v any) (map[string]GroupStatus, error) {
 	for k, e := range m {
 		name, _ := k.(string)
 		list, _ := e.([]any)
-		if name == "" || len(list) != 3 {
-			return nil, fmt.Errorf("group %v: want [changes, records, unmatched]", k)
+		if name == "" || len(list) != 4 {
+			return nil, fmt.Errorf("group %v: want [changes, records, unmatched, last commit]", k)
 		}
-		var n [3]int64
+		var n [4]int64
 		for i, x := range list {
 			if n[i], ok = x.(int64); !ok {
 				return nil, fmt.Errorf("group %s: element %d is not an integer", name, i)
 			}
 		}
-		out[name] = GroupStatus{Changes: n[0], Records: n[1], Unmatched: n[2]}
+		gs := GroupStatus{Changes: n[0], Records: n[1], Unmatched: n[2]}
+		if n[3] != 0 {
+			gs.LastCommit = time.UnixMicro(n[3]).UTC()
+		}
+		out[name] = gs
 	}
 	return out, nil
 }
@@ -818,6 +837,7 @@ func (r *Runtime) checkpointWritten(cp Checkpoint, gen uint32) {
 	// The status shows the checkpoint before the source is told of it, so a
 	// reader of the status never sees the slot ahead of it.
 	r.setStatus(func(s *Status) { s.setDurable(cp) })
+	r.metrics.groupsDurable(cp.Groups)
 }
 
 // setDurable shows cp as the durable progress: at every checkpoint, and
