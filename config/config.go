@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -264,14 +265,30 @@ var Functions = map[string]bool{
 }
 
 // Load reads and validates the connector file at path.
-func Load(path string) (*Connector, error) {
+func Load(path string) (*Connector, error) { return LoadAs(path, "") }
+
+// LoadAs is Load for a file that may lack a name, as a Kafka Connect
+// `PUT /connectors/{name}/config` body (a flat property map) does: name
+// (the -name flag) is the connector's name then, or else the file's name
+// without its extension, with a warning: the name keys the checkpoint, so
+// renaming the file would start the connector over. A name in the file
+// wins; a different name is an error.
+func LoadAs(path, name string) (*Connector, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read connector file: %w", err)
 	}
-	c, err := Parse(b, os.Getenv)
+	fallback, why := name, "-name"
+	if name == "" {
+		fallback = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+		why = "the file name " + filepath.Base(path)
+	}
+	c, err := parse(b, os.Getenv, fallback, why)
 	if err != nil {
 		return nil, fmt.Errorf("connector file %s:\n%w", path, err)
+	}
+	if name != "" && c.Name != name {
+		return nil, fmt.Errorf("connector file %s names the connector %q, -name %q: drop one", path, c.Name, name)
 	}
 	return c, nil
 }
@@ -279,6 +296,12 @@ func Load(path string) (*Connector, error) {
 // Parse decodes and validates a connector file. getenv resolves ${env:…}.
 // The error joins every problem found, one per line.
 func Parse(data []byte, getenv func(string) string) (*Connector, error) {
+	return parse(data, getenv, "", "")
+}
+
+// parse is Parse; a file without a name takes fallback, which came from
+// why (LoadAs).
+func parse(data []byte, getenv func(string) string, fallback, why string) (*Connector, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
@@ -326,10 +349,21 @@ func Parse(data []byte, getenv func(string) string) (*Connector, error) {
 	if c.Name == "" {
 		c.Name = strs["name"]
 	}
+	fromFallback := c.Name == "" && fallback != ""
+	if fromFallback {
+		c.Name = fallback
+		if !strings.HasPrefix(why, "-") {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("name: the file names no connector; using %q from %s. The name keys the checkpoint in the sink: renaming the file would start over. Set \"name\" or -name", fallback, why))
+		}
+	}
 	if c.Name == "" {
-		v.addf("name", "is required: it keys the connector's checkpoint in the sink")
+		v.addf("name", "is required: it keys the connector's checkpoint in the sink (a flat property map, as Kafka Connect's PUT /connectors/{name}/config takes, has none: add \"name\", or give -name)")
 	} else if !nameRE.MatchString(c.Name) {
-		v.addf("name", "%q: use letters, digits, '.', '_' and '-' only", c.Name)
+		from := ""
+		if fromFallback {
+			from = " (from " + why + ": set \"name\" or -name)"
+		}
+		v.addf("name", "%q%s: use letters, digits, '.', '_' and '-' only", c.Name, from)
 	}
 	applyProperties(c, strs, prefix, v)
 	var broken map[int]bool

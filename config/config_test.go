@@ -1118,7 +1118,7 @@ func TestReference(t *testing.T) {
 	if rows != len(config.Properties) {
 		t.Errorf("Reference has %d rows, want %d", rows, len(config.Properties))
 	}
-	if !strings.Contains(rest, "`tombstones.on.delete`") || !strings.Contains(rest, "`transforms.*`") {
+	if !strings.Contains(rest, "`tombstones.on.delete`") || !strings.Contains(rest, "`transforms.`") || !strings.Contains(rest, "`schema.history.internal.`") {
 		t.Errorf("Reference does not list the properties without effect:\n%s", rest)
 	}
 	seen := map[string]bool{}
@@ -1174,5 +1174,77 @@ func TestExamplesParse(t *testing.T) {
 		if len(c.Warnings) > 0 {
 			t.Errorf("%s: warnings %v", f, c.Warnings)
 		}
+	}
+}
+
+// TestPublishedDebeziumConfig: a Debezium PostgreSQL connector's
+// properties as Kafka Connect's PUT /connectors/{name}/config takes them
+// (a flat map, no name) load as they are: the name comes from -name or
+// the file's name, and every Debezium property family tilefeed does not
+// use (signals, notifications, the schema history, incremental snapshots,
+// topic creation, SMTs, predicates) is "no effect", never "unknown".
+func TestPublishedDebeziumConfig(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join("testdata", "inventory-connector.json")
+	c, err := config.LoadAs(path, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Name != "inventory-connector" {
+		t.Errorf("name %q, want the file's name", c.Name)
+	}
+	var named, unknown []string
+	noEffect := map[string]bool{}
+	for _, w := range c.Warnings {
+		switch {
+		case strings.HasPrefix(w, "name: "):
+			named = append(named, w)
+		case strings.Contains(w, "unknown property"):
+			unknown = append(unknown, w)
+		case strings.Contains(w, "Debezium property has no effect"):
+			noEffect[strings.SplitN(w, ":", 2)[0]] = true
+		}
+	}
+	if len(unknown) > 0 {
+		t.Errorf("published Debezium properties reported as unknown: %v", unknown)
+	}
+	if len(named) != 1 || !strings.Contains(named[0], `"inventory-connector" from the file name inventory-connector.json`) {
+		t.Errorf("no warning that the name came from the file: %v", c.Warnings)
+	}
+	for _, k := range []string{"signal.kafka.topic", "notification.enabled.channels", "schema.history.internal.kafka.topic",
+		"incremental.snapshot.chunk.size", "topic.creation.default.partitions", "predicates.isOutbox.type", "custom.metric.tags"} {
+		if !noEffect[k] {
+			t.Errorf("%s is not reported as a Debezium property without effect: %v", k, c.Warnings)
+		}
+	}
+
+	c, err = config.LoadAs(path, "inventory")
+	if err != nil || c.Name != "inventory" {
+		t.Fatalf("-name inventory: %v, %v", c, err)
+	}
+	for _, w := range c.Warnings {
+		if strings.HasPrefix(w, "name: ") {
+			t.Errorf("a warning about the name although -name gave it: %s", w)
+		}
+	}
+	dir := t.TempDir()
+	named2 := filepath.Join(dir, "named.json")
+	if err := os.WriteFile(named2, []byte(`{"name": "orders", "config": {"plugin.name": "pgoutput", "database.hostname": "h", "database.user": "u", "database.dbname": "d"},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.LoadAs(named2, "other"); err == nil || !strings.Contains(err.Error(), `names the connector "orders", -name "other"`) {
+		t.Errorf("a -name that differs from the file's: %v", err)
+	}
+	spaced := filepath.Join(dir, "my orders.json")
+	raw, _ := os.ReadFile(path)
+	if err := os.WriteFile(spaced, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := config.LoadAs(spaced, ""); err == nil || !strings.Contains(err.Error(), `"my orders" (from the file name my orders.json: set "name" or -name)`) {
+		t.Errorf("a file name that is no connector name: %v", err)
+	}
+	if _, err := config.Parse(raw, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "PUT /connectors/{name}/config") {
+		t.Errorf("a flat map without a name, parsed: %v", err)
 	}
 }

@@ -283,7 +283,7 @@ var debeziumPathOnly = map[string]bool{
 // accepts and ignores: they shape Kafka topics or envelopes tilefeed does
 // not produce. They are reported as warnings, not errors.
 var debeziumIgnored = map[string]bool{
-	"tasks.max": true, "transforms": true, "tombstones.on.delete": true, "time.precision.mode": true, "binary.handling.mode": true, "hstore.handling.mode": true,
+	"tasks.max": true, "transforms": true, "predicates": true, "notification.enabled.channels": true, "tombstones.on.delete": true, "time.precision.mode": true, "binary.handling.mode": true, "hstore.handling.mode": true,
 	"interval.handling.mode": true, "include.unknown.datatypes": true, "database.server.name": true,
 	"schema.include.list": true, "schema.exclude.list": true, "message.key.columns": true,
 	"slot.drop.on.stop": true, "slot.stream.params": true, "slot.max.retries": true,
@@ -298,6 +298,30 @@ var debeziumIgnored = map[string]bool{
 	"topic.heartbeat.prefix": true, "topic.transaction": true, "topic.naming.strategy": true,
 	"column.propagate.source.type": true, "datatype.propagate.source.type": true,
 	"include.schema.comments": true, "lsn.flush.timeout.ms": true,
+}
+
+// debeziumFamilies are prefixes of Debezium and Kafka Connect property
+// families that shape what tilefeed does not do: signals and
+// notifications, incremental snapshots, the schema history, Kafka
+// Connect's converters' own settings, SMTs, predicates, producer and
+// topic settings. Warnings, not errors, so a published connector file
+// loads as it is.
+var debeziumFamilies = []string{
+	"signal.", "notification.", "schema.history.internal.", "incremental.snapshot.", "transforms.", "predicates.",
+	"database.", "snapshot.", "slot.", "publication.", "heartbeat.", "topic.", "topic.creation.", "producer.override.",
+	"consumer.override.", "key.converter.", "value.converter.", "header.converter", "errors.", "offsets.",
+	"column.", "table.", "message.", "custom.metric.", "post.processors", "converters", "guardrail.",
+	"streaming.", "extended.headers.", "read.only", "retriable.restart.", "xmin.", "lsn.", "sanitize.field.names",
+	"internal.", "config.action.reload",
+}
+
+func debeziumFamily(k string) bool {
+	for _, p := range debeziumFamilies {
+		if strings.HasPrefix(k, p) {
+			return true
+		}
+	}
+	return false
 }
 
 func applyProperties(c *Connector, strs map[string]string, prefix string, v *validator) {
@@ -321,7 +345,7 @@ func applyProperties(c *Connector, strs map[string]string, prefix string, v *val
 		case known[k] && c.Source.Kind == "postgres" && debeziumPathOnly[k]:
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: has no effect when tilefeed.source is postgres", prefix, k))
 		case known[k]:
-		case debeziumIgnored[k] || strings.HasPrefix(k, "transforms.") || strings.HasPrefix(k, "database.") || strings.HasPrefix(k, "snapshot."):
+		case debeziumIgnored[k] || debeziumFamily(k):
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: Debezium property has no effect in tilefeed", prefix, k))
 		default:
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: unknown property, ignored", prefix, k))
@@ -455,9 +479,17 @@ func Reference() string {
 	}
 	b.WriteString("\n## Other properties\n\n")
 	b.WriteString("With `tilefeed.source=postgres`, the Debezium-path properties above (" + list(debeziumPathOnly) + ") are accepted with a warning that they have no effect.\n\n")
-	b.WriteString("These Debezium and Kafka Connect properties are accepted with a warning that they have no effect: they shape Kafka topics, envelopes or connector internals that tilefeed does not produce or need (on the Debezium path the envelopes tell tilefeed what it needs, whatever these were set to): " + list(debeziumIgnored) + ", and every `transforms.*`, `database.*` and `snapshot.*` property not listed above.\n\n")
+	b.WriteString("These Debezium and Kafka Connect properties are accepted with a warning that they have no effect: they shape Kafka topics, envelopes or connector internals that tilefeed does not produce or need (on the Debezium path the envelopes tell tilefeed what it needs, whatever these were set to): " + list(debeziumIgnored) + ", and every property not listed above whose name starts with one of " + prefixes(debeziumFamilies) + ".\n\n")
 	b.WriteString("Any other property is reported as unknown, with a warning; none stops tilefeed.\n")
 	return b.String()
+}
+
+func prefixes(ps []string) string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = "`" + p + "`"
+	}
+	return strings.Join(out, ", ")
 }
 
 func list(m map[string]bool) string {

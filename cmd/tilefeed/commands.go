@@ -21,29 +21,52 @@ import (
 	"github.com/tilefeed/tilefeed/transform"
 )
 
-func parseFlags(name string, args []string, extra func(*flag.FlagSet)) (*flag.FlagSet, string, error) {
+// command is a parsed command line: the connector file (-c, -name) and
+// the arguments that are not flags, in order.
+type command struct {
+	file, name string
+	args       []string
+}
+
+// load reads the command's connector file.
+func (c command) load() (*config.Connector, error) { return config.LoadAs(c.file, c.name) }
+
+// parseFlags parses args, whose flags may stand before, between or after
+// the other arguments (`get GROUP k=v -at T`).
+func parseFlags(name string, args []string, extra func(*flag.FlagSet)) (command, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	file := fs.String("c", "", "connector file")
+	var c command
+	fs.StringVar(&c.file, "c", "", "connector file")
+	fs.StringVar(&c.name, "name", "", "connector name, for a file without one")
 	if extra != nil {
 		extra(fs)
 	}
-	if err := fs.Parse(args); err != nil {
-		return nil, "", usageError{err.Error()}
+	for {
+		if err := fs.Parse(args); err != nil {
+			return command{}, usageError{name + ": " + err.Error()}
+		}
+		if args = fs.Args(); len(args) == 0 {
+			break
+		}
+		c.args, args = append(c.args, args[0]), args[1:]
 	}
-	if *file == "" {
-		return nil, "", usageError{name + ": -c FILE is required"}
+	if c.file == "" {
+		return command{}, usageError{name + ": -c FILE is required"}
 	}
-	return fs, *file, nil
+	return c, nil
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
-	_, file, err := parseFlags("run", args, nil)
+	cmd, err := parseFlags("run", args, nil)
 	if err != nil {
 		return err
 	}
+	if len(cmd.args) > 0 {
+		return usageError{fmt.Sprintf("run: unexpected argument %q", cmd.args[0])}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c, err := config.Load(file)
+	c, err := cmd.load()
 	if err != nil {
 		return err
 	}
@@ -52,13 +75,16 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 
 func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
 	var live bool
-	_, file, err := parseFlags("validate", args, func(fs *flag.FlagSet) {
+	cmd, err := parseFlags("validate", args, func(fs *flag.FlagSet) {
 		fs.BoolVar(&live, "live", false, "also check the tables in the database")
 	})
 	if err != nil {
 		return err
 	}
-	c, err := config.Load(file)
+	if len(cmd.args) > 0 {
+		return usageError{fmt.Sprintf("validate: unexpected argument %q", cmd.args[0])}
+	}
+	c, err := cmd.load()
 	if err != nil {
 		return err
 	}
@@ -81,23 +107,23 @@ func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
 			fmt.Fprintln(stdout, "run", w)
 		}
 	}
-	fmt.Fprintf(stdout, "%s: %d feature groups, OK\n", file, len(c.Features))
+	fmt.Fprintf(stdout, "%s: %d feature groups, OK\n", cmd.file, len(c.Features))
 	return nil
 }
 
 func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 	var at string
-	fs, file, err := parseFlags("get", args, func(fs *flag.FlagSet) {
+	cmd, err := parseFlags("get", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&at, "at", "", "read time, RFC 3339 (default now)")
 	})
 	if err != nil {
 		return err
 	}
-	rest := fs.Args()
+	rest := cmd.args
 	if len(rest) < 2 {
 		return usageError{"get: want GROUP COLUMN=VALUE…"}
 	}
-	c, err := config.Load(file)
+	c, err := cmd.load()
 	if err != nil {
 		return err
 	}

@@ -20,9 +20,13 @@ import (
 const usage = `usage:
   tilefeed run -c FILE                 stream changes into features
   tilefeed validate -c FILE [-live]    check the connector file (and the live tables with -live)
-  tilefeed get -c FILE [-at TIME] GROUP COLUMN=VALUE…
+  tilefeed get -c FILE GROUP COLUMN=VALUE… [-at TIME]
                                        print an entity's features as of now (or TIME)
   tilefeed config-reference            print the connector property reference (Markdown)
+
+Flags may come anywhere. -name NAME names the connector of a file that has
+no "name" (a Kafka Connect PUT /connectors/{name}/config body); without it
+such a file is named after itself (orders.json: orders).
 `
 
 func main() {

@@ -83,3 +83,40 @@ func TestUsage(t *testing.T) {
 		t.Errorf("config-reference: exit %d", code)
 	}
 }
+
+// TestFlagsAnywhere: flags may follow the other arguments, as the README
+// writes `get -c FILE GROUP KEY=V -at T`.
+func TestFlagsAnywhere(t *testing.T) {
+	file := writeFile(t, connector(t, 5432, ""))
+	code, _, errs := runCLI("get", "-c", file, "g", "id=1", "-at", "not-a-time")
+	if code != 1 || !strings.Contains(errs, `-at "not-a-time" is not an RFC 3339 time`) {
+		t.Errorf("-at after the key: exit %d, %s", code, errs)
+	}
+	code, _, errs = runCLI("get", "g", "-c", file, "id=1", "-at", "2026-01-01T00:00:00Z")
+	if code != 1 || !strings.Contains(errs, "embedded store") {
+		t.Errorf("flags between the arguments: exit %d, %s", code, errs)
+	}
+	if code, _, errs = runCLI("validate", "-c", file, "extra"); code != 2 || !strings.Contains(errs, `unexpected argument "extra"`) {
+		t.Errorf("validate with an argument: exit %d, %s", code, errs)
+	}
+}
+
+// TestNameFlag: a flat property map without a name (Kafka Connect's
+// PUT /connectors/{name}/config body) takes -name, or the file's name.
+func TestNameFlag(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "orders.json")
+	body := `{"plugin.name": "pgoutput", "database.hostname": "127.0.0.1", "database.user": "u", "database.dbname": "d",
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`
+	if err := os.WriteFile(file, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runCLI("validate", "-c", file)
+	if code != 0 || !strings.Contains(out, `using "orders" from the file name orders.json`) {
+		t.Errorf("no name: exit %d, out %q, err %q", code, out, errs)
+	}
+	code, out, errs = runCLI("validate", "-c", file, "-name", "orders-v2")
+	if code != 0 || strings.Contains(out, "from the file name") {
+		t.Errorf("-name: exit %d, out %q, err %q", code, out, errs)
+	}
+}
