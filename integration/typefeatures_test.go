@@ -70,29 +70,13 @@ var typedCols = []typedCol{
 // answer to the same question.
 func TestTypesFeatures(t *testing.T) {
 	conn, db := newDB(t)
-	ctx := context.Background()
-	var cols []string
-	for _, c := range typedCols {
-		cols = append(cols, c.name+" "+c.sqlType)
-	}
 	typesExec(t, conn,
 		`SET TimeZone = 'UTC'`,
 		`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`,
-		`CREATE TABLE typed (id int PRIMARY KEY, k int NOT NULL, at timestamptz NOT NULL, `+strings.Join(cols, ", ")+`)`,
+		typedTable(typedCols),
 		`ALTER TABLE typed REPLICA IDENTITY FULL`)
-
-	var project, aggs []string
-	for _, c := range typedCols {
-		project = append(project, strconv.Quote(c.name))
-		for _, fn := range c.aggs {
-			aggs = append(aggs, fmt.Sprintf(`{"name": %q, "function": %q, "column": %q}`, fn+"_"+c.name, fn, c.name))
-		}
-	}
-	aggs = append(aggs, `{"name": "rows", "function": "count"}`,
+	raw := typedConnector(db, storePath(t), typedCols, `{"name": "rows", "function": "count"}`,
 		`{"name": "sum_numeric_1h", "function": "sum", "column": "c_numeric", "window": "1h"}`)
-	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"features": [`, `"features": [
-    {"name": "typed_row", "table": "public.typed", "entity": ["id"], "project": [`+strings.Join(project, ", ")+`]},
-    {"name": "typed_agg", "table": "public.typed", "entity": ["k"], "time": "at", "aggregations": [`+strings.Join(aggs, ",\n      ")+`]},`, 1)
 	r := startRuntime(t, loadConnector(t, []byte(raw)))
 	defer r.stop(t)
 
@@ -149,7 +133,56 @@ func TestTypesFeatures(t *testing.T) {
 	)
 	waitSync(t, conn, r.failFast(t), 1)
 
-	for id := 1; id <= 8; id++ {
+	checkTyped(t, conn, r, typedCols, 8, 3)
+	for k := 1; k <= 3; k++ {
+		_, got, err := r.read("typed_agg", strconv.Itoa(k), time.Now())
+		if err != nil {
+			t.Fatalf("read typed_agg %d: %v", k, err)
+		}
+		rows := typedSQL(t, conn, "SELECT count(*)::text FROM typed WHERE k = $1", k)
+		if msg := typedCompare("int", true, got["rows"], rows); msg != "" {
+			t.Errorf("typed_agg %d rows: %s", k, msg)
+		}
+		win := typedSQL(t, conn, "SELECT coalesce(sum(c_numeric), 0)::text FROM typed WHERE k = $1 AND at > now() - interval '1 hour'", k)
+		if msg := typedCompare("numeric", true, got["sum_numeric_1h"], win); msg != "" {
+			t.Errorf("typed_agg %d sum_numeric_1h: %s", k, msg)
+		}
+	}
+}
+
+// typedTable creates the table typed (id, entity k, event time at) with
+// cols.
+func typedTable(cols []typedCol) string {
+	var defs []string
+	for _, c := range cols {
+		defs = append(defs, c.name+" "+c.sqlType)
+	}
+	return `CREATE TABLE typed (id int PRIMARY KEY, k int NOT NULL, at timestamptz NOT NULL, ` + strings.Join(defs, ", ") + `)`
+}
+
+// typedConnector is the test connector file with two groups more: typed_row
+// projects every column of cols by id, typed_agg runs each column's
+// aggregates (and extra) by k.
+func typedConnector(db, store string, cols []typedCol, extra ...string) string {
+	var project, aggs []string
+	for _, c := range cols {
+		project = append(project, strconv.Quote(c.name))
+		for _, fn := range c.aggs {
+			aggs = append(aggs, fmt.Sprintf(`{"name": %q, "function": %q, "column": %q}`, fn+"_"+c.name, fn, c.name))
+		}
+	}
+	aggs = append(aggs, extra...)
+	return strings.Replace(string(connectorJSON(db, store, "127.0.0.1:0")), `"features": [`, `"features": [
+    {"name": "typed_row", "table": "public.typed", "entity": ["id"], "project": [`+strings.Join(project, ", ")+`]},
+    {"name": "typed_agg", "table": "public.typed", "entity": ["k"], "time": "at", "aggregations": [`+strings.Join(aggs, ",\n      ")+`]},`, 1)
+}
+
+// checkTyped compares the typed_row features of rows 1..ids and the
+// typed_agg features of entities 1..ks over cols with PostgreSQL's answer.
+func checkTyped(t *testing.T, conn *pgx.Conn, r *runtime, cols []typedCol, ids, ks int) {
+	t.Helper()
+	ctx := context.Background()
+	for id := 1; id <= ids; id++ {
 		found, got, err := r.read("typed_row", strconv.Itoa(id), time.Now())
 		if err != nil {
 			t.Fatalf("read typed_row %d: %v", id, err)
@@ -164,27 +197,19 @@ func TestTypesFeatures(t *testing.T) {
 		if !exists {
 			continue
 		}
-		for _, c := range typedCols {
+		for _, c := range cols {
 			want := typedSQL(t, conn, typedRender(c.kind, c.name)+" FROM typed WHERE id = $1", id)
 			if msg := typedCompare(c.kind, false, got[c.name], want); msg != "" {
 				t.Errorf("typed_row %d %s (%s): %s", id, c.name, c.sqlType, msg)
 			}
 		}
 	}
-	for k := 1; k <= 3; k++ {
+	for k := 1; k <= ks; k++ {
 		_, got, err := r.read("typed_agg", strconv.Itoa(k), time.Now())
 		if err != nil {
 			t.Fatalf("read typed_agg %d: %v", k, err)
 		}
-		rows := typedSQL(t, conn, "SELECT count(*)::text FROM typed WHERE k = $1", k)
-		if msg := typedCompare("int", true, got["rows"], rows); msg != "" {
-			t.Errorf("typed_agg %d rows: %s", k, msg)
-		}
-		win := typedSQL(t, conn, "SELECT coalesce(sum(c_numeric), 0)::text FROM typed WHERE k = $1 AND at > now() - interval '1 hour'", k)
-		if msg := typedCompare("numeric", true, got["sum_numeric_1h"], win); msg != "" {
-			t.Errorf("typed_agg %d sum_numeric_1h: %s", k, msg)
-		}
-		for _, c := range typedCols {
+		for _, c := range cols {
 			for _, fn := range c.aggs {
 				query, kind := typedTruth(c, fn)
 				want := typedSQL(t, conn, query, k)
