@@ -38,7 +38,7 @@ var byteOrder = map[string]bool{"C": true, "POSIX": true, "C.UTF-8": true, "C.ut
 
 // typeModifier matches a type modifier as format_type writes it:
 // numeric(30,10), character varying(20), timestamp(3) with time zone.
-var typeModifier = regexp.MustCompile(`\(\d+(,\d+)?\)`)
+var typeModifier = regexp.MustCompile(`\(\d+(,-?\d+)?\)`)
 
 // plainType is a type name without its modifier.
 func plainType(t string) string { return typeModifier.ReplaceAllString(t, "") }
