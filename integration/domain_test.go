@@ -29,7 +29,7 @@ func TestDomainsSnapshotThenStream(t *testing.T) {
 		`CREATE DOMAIN dom_num AS numeric(10,2)`,
 		`CREATE DOMAIN dom_text AS text CHECK (VALUE <> 'forbidden')`,
 		`CREATE DOMAIN dom_dom AS dom_int CHECK (VALUE > -1000)`,
-		typedTable(domainCols),
+		typedTable("typed", domainCols),
 		`ALTER TABLE typed REPLICA IDENTITY FULL`)
 	insert := func(id, k int, values string) string {
 		return fmt.Sprintf(`INSERT INTO typed VALUES (%d, %d, now() - interval '%d seconds', %s)`, id, k, 100-id, values)
@@ -40,7 +40,7 @@ func TestDomainsSnapshotThenStream(t *testing.T) {
 		insert(3, 2, `33, 3, 'c', 7, '{{1,2},{3,4}}'`),
 		insert(4, 2, `NULL, NULL, NULL, NULL, NULL`))
 
-	raw := typedConnector(db, storePath(t), domainCols)
+	raw := typedConnector(db, storePath(t), typedGroups("typed", domainCols))
 	raw = strings.Replace(raw, `"no_data"`, `"initial"`, 1)
 	r := startRuntime(t, loadConnector(t, []byte(raw)))
 	defer r.stop(t)
@@ -56,5 +56,5 @@ func TestDomainsSnapshotThenStream(t *testing.T) {
 		insert(5, 2, `66, 6.75, 'e', 9, '{5}'`))
 	waitSync(t, conn, r.failFast(t), 1)
 
-	checkTyped(t, conn, r, domainCols, 5, 2)
+	checkTyped(t, conn, r, "typed", domainCols, 5, 2)
 }
