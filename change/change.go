@@ -147,4 +147,11 @@ type Event struct {
 	// as received, for the dead letter.
 	Err error
 	Raw []byte
+	// Sparse marks row images that hold only the columns the source sent
+	// a value for: an absent column is NULL (a schemaless Debezium
+	// envelope, whose producer may drop null keys). Without it an image
+	// holds every column of the table (pgoutput's RELATION message, or the
+	// envelope's schema, says which), so a column it lacks was dropped or
+	// renamed.
+	Sparse bool
 }

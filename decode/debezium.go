@@ -39,7 +39,10 @@ const DefaultUnavailablePlaceholder = "__debezium_unavailable_value"
 // skip unless they want messages). A payload with "status" BEGIN or END is
 // transaction metadata (KindTxBegin, KindTxEnd). Field order never matters
 // (3.x moved "transaction" before "op"), keys that are absent read as null
-// (sinks such as Gson drop null keys), and unknown keys are ignored.
+// (sinks such as Gson drop null keys), and unknown keys are ignored. A row
+// image with a schema holds every field the schema declares (NULL when its
+// key is absent); a schemaless one is change.Event.Sparse, so that
+// transforms read a column it lacks as NULL, not as dropped.
 //
 // # Values with a schema
 //
@@ -528,6 +531,9 @@ func (c *conv) change(path string, schema *connectSchema, m map[string]any) (Env
 		return Envelope{}, fieldErr(path+".source", "", "a change needs source.schema and source.table")
 	}
 	env.Event.Table = src.Schema + "." + src.Table
+	// Without a schema, nothing says which columns the table has: an
+	// absent key is NULL, not a dropped column.
+	env.Event.Sparse = schema.field("before") == nil && schema.field("after") == nil
 	if env.Event.Op != change.Truncate {
 		if env.Event.Before, err = c.row(path+".before", schema.field("before"), m["before"], env.Event.Table); err != nil {
 			return Envelope{}, err

@@ -470,10 +470,12 @@ func test08ReplicaFullDecimalsSchema(t *testing.T) {
 		"decimal_test": nil, "decimal_test_5": nil, "decimal_test_5_2": nil, "decimal_test_39": nil,
 		"decimal_test_39_0": nil, "decimal_test_39_2": nil, "decimal_test_39_6": nil,
 	})
-	// after lacks decimal_test_39_0, which the schema declares: absent,
-	// not an error and not NULL.
+	// after lacks decimal_test_39_0, which the schema declares: a null
+	// key dropped by the producer, so NULL (a dropped column would be
+	// missing from the schema too).
 	dbzAssertRow(t, "after", env.Event.After, change.Row{
 		"id": int64(1001), "first_name": "Sally", "last_name": "Thomas", "email": "sally.thomas@acme.com",
+		"decimal_test_39_0": nil,
 		"decimal_test":      dbzDec("123.45"), // VariableScaleDecimal {2, MDk=}
 		"decimal_test_5":    dbzDec("123"),
 		"decimal_test_5_2":  dbzDec("123.45"),
@@ -482,6 +484,9 @@ func test08ReplicaFullDecimalsSchema(t *testing.T) {
 		"decimal_test_39_6": dbzDec("585691028598451546227916918584388.123456"), // 17 bytes
 	})
 	dbzAssertSequence(t, env.Source.Sequence, [2]*uint64{nil, dbzLsn(34049328)})
+	if env.Event.Sparse {
+		t.Error("a row image with a schema is Sparse: its schema lists the columns")
+	}
 }
 
 func test09BeforeNullNumericSchema(t *testing.T) {
@@ -615,6 +620,9 @@ func test14GsonReserializedDecimalsZonedSchemaless(t *testing.T) {
 	dbzAssertChange(t, env, change.Update, "public.tickets")
 	// Gson dropped before and transaction: absent reads as null.
 	dbzAssertRow(t, "before", env.Event.Before, nil)
+	if !env.Event.Sparse {
+		t.Error("a schemaless row image is not Sparse: a key dropped for null would read as a dropped column")
+	}
 	if env.TxOrder != nil {
 		t.Errorf("transaction = %+v", env.TxOrder)
 	}

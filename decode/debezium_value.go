@@ -40,7 +40,9 @@ const (
 )
 
 // row decodes a row image (or a key): the fields the schema declares, by
-// their schemas, then any others as schemaless values.
+// their schemas (a declared field that is absent is NULL: producers such
+// as Gson drop null keys, the schema still lists the column), then any
+// others as schemaless values.
 func (c *conv) row(path string, s *connectSchema, v any, table string) (change.Row, error) {
 	if v == nil {
 		return nil, nil
@@ -58,7 +60,8 @@ func (c *conv) row(path string, s *connectSchema, v any, table string) (change.R
 		for _, f := range s.Fields {
 			raw, ok := m[f.Name]
 			if !ok {
-				continue // not sent: absent, not NULL
+				row[f.Name] = nil
+				continue
 			}
 			declared++
 			val, err := c.column(path+"."+f.Name, f.Schema, raw)

@@ -23,6 +23,7 @@ type PgOutput struct {
 	types     *pgtype.Map
 	relations map[uint32]*relation
 	keep      func(table, column string) bool
+	resolve   TypeResolver
 
 	inTx       bool
 	xid        uint32
@@ -53,6 +54,21 @@ func NewPgOutput(keep func(table, column string) bool) *PgOutput {
 	return &PgOutput{types: pgtype.NewMap(), relations: map[uint32]*relation{}, keep: keep}
 }
 
+// TypeResolver maps the type OID and modifier a RELATION message gives a
+// column to those whose decoding the column takes: a domain's base type
+// and the domain's modifier (recursively), an array of a domain the array
+// of that base type, any other type itself.
+// PostgreSQL's row descriptions, and so the snapshot, report a domain
+// column by its base type; resolving the stream's OIDs the same way makes
+// both paths decode a value alike (Debezium does the same). It is called
+// once per RELATION message column, never per row.
+type TypeResolver func(oid uint32, mod int32) (uint32, int32, error)
+
+// ResolveTypes makes d resolve the type of every column of the RELATION
+// messages it decodes from now on through r. Without it a domain column
+// decodes as text.
+func (d *PgOutput) ResolveTypes(r TypeResolver) { d.resolve = r }
+
 // ErrProtocol marks input that breaks the pgoutput protocol (a change
 // outside a transaction, an unknown relation): the stream cannot be
 // trusted past it.
@@ -71,7 +87,13 @@ func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, erro
 	case *pglogrepl.RelationMessage:
 		rel := &relation{table: m.Namespace + "." + m.RelationName, cols: make([]column, len(m.Columns))}
 		for i, c := range m.Columns {
-			rel.cols[i] = column{name: c.Name, oid: c.DataType, mod: c.TypeModifier, key: c.Flags&1 != 0, keep: d.keep(rel.table, c.Name)}
+			oid, mod := c.DataType, c.TypeModifier
+			if d.resolve != nil {
+				if oid, mod, err = d.resolve(oid, mod); err != nil {
+					return dst, fmt.Errorf("resolve the type of %s.%s (OID %d): %w", rel.table, c.Name, c.DataType, err)
+				}
+			}
+			rel.cols[i] = column{name: c.Name, oid: oid, mod: mod, key: c.Flags&1 != 0, keep: d.keep(rel.table, c.Name)}
 		}
 		d.relations[m.RelationID] = rel
 	case *pglogrepl.BeginMessage:
@@ -141,8 +163,8 @@ func (d *PgOutput) Decode(dst []change.Event, data []byte) ([]change.Event, erro
 // message did.
 type Column struct {
 	Name    string
-	OID     uint32 // the type's OID
-	TypeMod int32  // atttypmod: -1 when the type has none
+	OID     uint32 // the type's OID, resolved (a domain's base type: see TypeResolver)
+	TypeMod int32  // atttypmod (resolved as OID): -1 when the type has none
 	// Key marks the replica identity: the primary key under REPLICA
 	// IDENTITY DEFAULT, every column under FULL.
 	Key bool

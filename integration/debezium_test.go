@@ -33,7 +33,6 @@ import (
 	"github.com/tilefeed/tilefeed/connector/debezium"
 	"github.com/tilefeed/tilefeed/decode"
 	"github.com/tilefeed/tilefeed/decode/debeziumtest"
-	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/sink/embedded"
 	"github.com/tilefeed/tilefeed/transform"
@@ -49,13 +48,14 @@ type capturedEvent struct {
 
 // dbzKeys are the primary keys of the test tables (REPLICA IDENTITY FULL
 // marks every column as key in pgoutput).
-var dbzKeys = map[string][]string{"public.transactions": {"id"}, "public.customers": {"id"}, "public.sync": {"id"}}
+var dbzKeys = map[string][]string{"public.transactions": {"id"}, "public.customers": {"id"}, "public.sync": {"id"},
+	"public.typed": {"id"}, "public.typed_l": {"id"}, "public.typed_x": {"id"}}
 
 // captureAsDebezium does what Debezium's PostgreSQL connector does: it
-// creates a slot with an exported snapshot, reads the feature tables in
-// that snapshot (op r rows), then streams the slot until the sentinel row
-// sync=until is committed.
-func captureAsDebezium(t *testing.T, db string, ready func(), until int) []capturedEvent {
+// creates a slot with an exported snapshot, reads tables in that snapshot
+// (op r rows), then streams the slot until the sentinel row sync=until is
+// committed.
+func captureAsDebezium(t *testing.T, db string, tables []string, ready func(), until int) []capturedEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -100,7 +100,7 @@ func captureAsDebezium(t *testing.T, db string, ready func(), until int) []captu
 		}
 	}
 	types := pgtype.NewMap()
-	for _, table := range []string{"public.transactions", "public.customers", "public.sync"} {
+	for _, table := range tables {
 		rows, err := tx.Query(ctx, "SELECT * FROM "+table+" ORDER BY id", pgx.QueryExecModeSimpleProtocol)
 		if err != nil {
 			t.Fatal(err)
@@ -140,6 +140,7 @@ func captureAsDebezium(t *testing.T, db string, ready func(), until int) []captu
 		t.Fatalf("start replication: %v", err)
 	}
 	d := decode.NewPgOutput(nil)
+	d.ResolveTypes(domainResolver(t, db)) // as Debezium's TypeRegistry does
 	var seq debeziumtest.Sequencer
 	var events []change.Event
 	sawSentinel := false
@@ -240,10 +241,6 @@ func (r *dbzRun) stop(t *testing.T) {
 // then the features a client reads, byte for byte.
 func sameRecords(t *testing.T, what string, c *config.Connector, want, got connector.Store, cards int) {
 	t.Helper()
-	engine, err := transform.Compile(c.Features)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var keys []sink.Key
 	for i := 0; i < cards; i++ {
 		keys = append(keys, sink.Key{Set: "card_activity", ID: fmt.Sprint(i)})
@@ -251,61 +248,22 @@ func sameRecords(t *testing.T, what string, c *config.Connector, want, got conne
 	for i := 0; i < 15; i++ {
 		keys = append(keys, sink.Key{Set: "customer", ID: fmt.Sprint(i)})
 	}
-	a, err := want.Get(context.Background(), keys)
+	sameStored(t, what, c, want, got, keys)
+}
+
+// recordMeta are the bins that say where a change came from and when the
+// record was written: they differ between paths that agree on the data.
+var recordMeta = map[string]bool{"_lsn": true, "_ord": true, "_seq": true, "_src": true, "_ts": true}
+
+// sameStored compares the records of keys in two stores bin by bin,
+// leaving out recordMeta, then the features a client reads, byte for byte.
+func sameStored(t *testing.T, what string, c *config.Connector, want, got connector.Store, keys []sink.Key) {
+	t.Helper()
+	engine, err := transform.Compile(c.Features)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := got.Get(context.Background(), keys)
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta := map[string]bool{"_lsn": true, "_ord": true, "_seq": true, "_src": true, "_ts": true}
-	diffs := 0
-	for i := range keys {
-		strip := func(bins map[string]any) map[string]any {
-			out := map[string]any{}
-			for k, v := range bins {
-				if !meta[k] {
-					out[k] = v
-				}
-			}
-			return out
-		}
-		if wa, ga := strip(a[i].Bins), strip(b[i].Bins); !reflect.DeepEqual(wa, ga) {
-			diffs++
-			if diffs <= 5 {
-				t.Errorf("%s: record %s differs:\n direct   %v\n debezium %v", what, keys[i], wa, ga)
-			}
-		}
-	}
-	at := time.Now()
-	for _, set := range []string{"card_activity", "customer"} {
-		var ids [][]string
-		for _, k := range keys {
-			if k.Set == set {
-				ids = append(ids, []string{k.ID})
-			}
-		}
-		ra, err := (&serve.Reader{Engine: engine, Store: want}).Read(context.Background(), set, ids, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rb, err := (&serve.Reader{Engine: engine, Store: got}).Read(context.Background(), set, ids, at)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := range ra {
-			ja, _ := json.Marshal(ra[i].FeatureMap())
-			jb, _ := json.Marshal(rb[i].FeatureMap())
-			if !bytes.Equal(ja, jb) {
-				diffs++
-				t.Errorf("%s: features of %s %v differ:\n direct   %s\n debezium %s", what, set, ids[i], ja, jb)
-			}
-		}
-	}
-	if diffs == 0 {
-		t.Logf("%s: %d records and their features identical to the direct path", what, len(keys))
-	}
+	sameView(t, what, viewStore(t, engine, want, keys), viewStore(t, engine, got, keys))
 }
 
 // stopAndCompare stops the binary with SIGTERM, compares its store with the
@@ -343,7 +301,7 @@ func TestDebeziumEquivalence(t *testing.T) {
 	captured := make(chan []capturedEvent, 1)
 	slotReady := make(chan struct{})
 	go func() {
-		captured <- captureAsDebezium(t, db, func() { close(slotReady) }, 1)
+		captured <- captureAsDebezium(t, db, []string{"public.transactions", "public.customers", "public.sync"}, func() { close(slotReady) }, 1)
 	}()
 	<-slotReady
 	direct := startRuntime(t, c)
@@ -638,32 +596,6 @@ func TestDebeziumEquivalence(t *testing.T) {
 		}, []string{"", "mid-records:3"})
 	})
 
-	postAll := func(t *testing.T, dec *decode.Debezium, contentType string, bodies [][]byte) *dbzRun {
-		t.Helper()
-		src := debezium.NewHTTP(dec, log, 10*time.Second)
-		srv := httptest.NewServer(src)
-		defer srv.Close()
-		run := startDebezium(t, c, src)
-		for i := 0; i < len(bodies); {
-			resp, err := http.Post(srv.URL, contentType, bytes.NewReader(bodies[i]))
-			if err != nil {
-				t.Fatal(err)
-			}
-			msg, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			switch resp.StatusCode {
-			case http.StatusOK:
-				i++
-			case http.StatusServiceUnavailable:
-				time.Sleep(20 * time.Millisecond) // not streaming yet: as Debezium Server, retry
-			default:
-				t.Fatalf("request %d answered %d: %s", i, resp.StatusCode, msg)
-			}
-		}
-		run.stop(t)
-		return run
-	}
-
 	t.Run("schemaless-json-http-batches", func(t *testing.T) {
 		colTypes := map[string]map[string]string{}
 		var values []string
@@ -682,7 +614,7 @@ func TestDebeziumEquivalence(t *testing.T) {
 			}
 		}
 		bodies = append(bodies, []byte("["+strings.Join(values, ",")+"]"))
-		run := postAll(t, &decode.Debezium{ColumnTypes: colTypes}, "application/json", bodies)
+		run := postDebezium(t, c, log, &decode.Debezium{ColumnTypes: colTypes}, "application/json", bodies)
 		sameRecords(t, "schemaless JSON over HTTP", c, directStore, run.store, w.cards)
 	})
 
@@ -695,7 +627,100 @@ func TestDebeziumEquivalence(t *testing.T) {
 		}
 		registry := httptest.NewServer(enc.Registry())
 		defer registry.Close()
-		run := postAll(t, &decode.Debezium{Schemas: decode.NewSchemaRegistry(registry.URL, nil)}, "avro/bytes", bodies)
+		run := postDebezium(t, c, log, &decode.Debezium{Schemas: decode.NewSchemaRegistry(registry.URL, nil)}, "avro/bytes", bodies)
 		sameRecords(t, "Avro over HTTP", c, directStore, run.store, w.cards)
 	})
+}
+
+// postDebezium posts bodies to a fresh HTTP source running c's features
+// into a fresh store, each until it is answered 200, and stops the run.
+func postDebezium(t *testing.T, c *config.Connector, log *slog.Logger, dec *decode.Debezium, contentType string, bodies [][]byte) *dbzRun {
+	t.Helper()
+	src := debezium.NewHTTP(dec, log, 10*time.Second)
+	srv := httptest.NewServer(src)
+	defer srv.Close()
+	run := startDebezium(t, c, src)
+	for i := 0; i < len(bodies); {
+		resp, err := http.Post(srv.URL, contentType, bytes.NewReader(bodies[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			i++
+		case http.StatusServiceUnavailable:
+			// Not streaming yet: as Debezium Server, retry, unless the
+			// runtime has stopped (it answers 503 for good then).
+			select {
+			case err := <-run.done:
+				t.Fatalf("request %d: the runtime stopped: %v", i, err)
+			case <-time.After(20 * time.Millisecond):
+			}
+		default:
+			t.Fatalf("request %d answered %d: %s", i, resp.StatusCode, msg)
+		}
+	}
+	run.stop(t)
+	return run
+}
+
+// domainResolver resolves domains to their base types as Debezium's
+// TypeRegistry does, from the domains of db as they are now.
+func domainResolver(t *testing.T, db string) decode.TypeResolver {
+	t.Helper()
+	conn, err := pgx.Connect(context.Background(), cluster.ConnString(db))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	type base struct {
+		oid uint32
+		mod int32
+	}
+	domains, arrays := map[uint32]base{}, map[uint32]uint32{}
+	rows, err := conn.Query(context.Background(), `SELECT t.oid::int8, t.typbasetype::int8, t.typtypmod, t.typarray::int8 FROM pg_type t WHERE t.typtype = 'd'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var oid, to, arr int64
+		var mod int32
+		if err := rows.Scan(&oid, &to, &mod, &arr); err != nil {
+			t.Fatal(err)
+		}
+		domains[uint32(oid)] = base{uint32(to), mod}
+		arrays[uint32(arr)] = uint32(oid)
+	}
+	rows.Close()
+	arrayOf := map[uint32]uint32{}
+	rows, err = conn.Query(context.Background(), `SELECT oid::int8, typarray::int8 FROM pg_type WHERE typarray <> 0`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var oid, arr int64
+		if err := rows.Scan(&oid, &arr); err != nil {
+			t.Fatal(err)
+		}
+		arrayOf[uint32(oid)] = uint32(arr)
+	}
+	rows.Close()
+	var resolve decode.TypeResolver
+	resolve = func(oid uint32, mod int32) (uint32, int32, error) {
+		if d, ok := arrays[oid]; ok {
+			b, _, _ := resolve(d, -1)
+			return arrayOf[b], mod, nil
+		}
+		d, ok := domains[oid]
+		if !ok {
+			return oid, mod, nil
+		}
+		if mod == -1 {
+			mod = d.mod
+		}
+		return resolve(d.oid, mod)
+	}
+	return resolve
 }

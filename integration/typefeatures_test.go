@@ -70,29 +70,13 @@ var typedCols = []typedCol{
 // answer to the same question.
 func TestTypesFeatures(t *testing.T) {
 	conn, db := newDB(t)
-	ctx := context.Background()
-	var cols []string
-	for _, c := range typedCols {
-		cols = append(cols, c.name+" "+c.sqlType)
-	}
 	typesExec(t, conn,
 		`SET TimeZone = 'UTC'`,
 		`CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy')`,
-		`CREATE TABLE typed (id int PRIMARY KEY, k int NOT NULL, at timestamptz NOT NULL, `+strings.Join(cols, ", ")+`)`,
+		typedTable("typed", typedCols),
 		`ALTER TABLE typed REPLICA IDENTITY FULL`)
-
-	var project, aggs []string
-	for _, c := range typedCols {
-		project = append(project, strconv.Quote(c.name))
-		for _, fn := range c.aggs {
-			aggs = append(aggs, fmt.Sprintf(`{"name": %q, "function": %q, "column": %q}`, fn+"_"+c.name, fn, c.name))
-		}
-	}
-	aggs = append(aggs, `{"name": "rows", "function": "count"}`,
-		`{"name": "sum_numeric_1h", "function": "sum", "column": "c_numeric", "window": "1h"}`)
-	raw := strings.Replace(string(connectorJSON(db, storePath(t), "127.0.0.1:0")), `"features": [`, `"features": [
-    {"name": "typed_row", "table": "public.typed", "entity": ["id"], "project": [`+strings.Join(project, ", ")+`]},
-    {"name": "typed_agg", "table": "public.typed", "entity": ["k"], "time": "at", "aggregations": [`+strings.Join(aggs, ",\n      ")+`]},`, 1)
+	raw := typedConnector(db, storePath(t), typedGroups("typed", typedCols, `{"name": "rows", "function": "count"}`,
+		`{"name": "sum_numeric_1h", "function": "sum", "column": "c_numeric", "window": "1h"}`))
 	r := startRuntime(t, loadConnector(t, []byte(raw)))
 	defer r.stop(t)
 
@@ -149,28 +133,7 @@ func TestTypesFeatures(t *testing.T) {
 	)
 	waitSync(t, conn, r.read, 1)
 
-	for id := 1; id <= 8; id++ {
-		found, got, err := r.read("typed_row", strconv.Itoa(id), time.Now())
-		if err != nil {
-			t.Fatalf("read typed_row %d: %v", id, err)
-		}
-		var exists bool
-		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM typed WHERE id = $1)", id).Scan(&exists); err != nil {
-			t.Fatal(err)
-		}
-		if found != exists {
-			t.Errorf("typed_row %d: found=%v, in SQL %v", id, found, exists)
-		}
-		if !exists {
-			continue
-		}
-		for _, c := range typedCols {
-			want := typedSQL(t, conn, typedRender(c.kind, c.name)+" FROM typed WHERE id = $1", id)
-			if msg := typedCompare(c.kind, false, got[c.name], want); msg != "" {
-				t.Errorf("typed_row %d %s (%s): %s", id, c.name, c.sqlType, msg)
-			}
-		}
-	}
+	checkTyped(t, conn, r, "typed", typedCols, 8, 3)
 	for k := 1; k <= 3; k++ {
 		_, got, err := r.read("typed_agg", strconv.Itoa(k), time.Now())
 		if err != nil {
@@ -184,22 +147,89 @@ func TestTypesFeatures(t *testing.T) {
 		if msg := typedCompare("numeric", true, got["sum_numeric_1h"], win); msg != "" {
 			t.Errorf("typed_agg %d sum_numeric_1h: %s", k, msg)
 		}
-		for _, c := range typedCols {
+	}
+}
+
+// typedTable creates table (id, entity k, event time at) with cols.
+func typedTable(table string, cols []typedCol) string {
+	var defs []string
+	for _, c := range cols {
+		defs = append(defs, c.name+" "+c.sqlType)
+	}
+	return `CREATE TABLE ` + table + ` (id int PRIMARY KEY, k int NOT NULL, at timestamptz NOT NULL, ` + strings.Join(defs, ", ") + `)`
+}
+
+// typedGroups are two feature groups over table: <table>_row projects
+// every column of cols by id, <table>_agg runs each column's aggregates
+// (and extra) by k.
+func typedGroups(table string, cols []typedCol, extra ...string) string {
+	var project, aggs []string
+	for _, c := range cols {
+		project = append(project, strconv.Quote(c.name))
+		for _, fn := range c.aggs {
+			aggs = append(aggs, fmt.Sprintf(`{"name": %q, "function": %q, "column": %q}`, fn+"_"+c.name, fn, c.name))
+		}
+	}
+	aggs = append(aggs, extra...)
+	return `{"name": "` + table + `_row", "table": "public.` + table + `", "entity": ["id"], "project": [` + strings.Join(project, ", ") + `]},
+    {"name": "` + table + `_agg", "table": "public.` + table + `", "entity": ["k"], "time": "at", "aggregations": [` + strings.Join(aggs, ",\n      ") + `]},`
+}
+
+// typedConnector is the test connector file with groups (typedGroups) more.
+func typedConnector(db, store string, groups ...string) string {
+	return strings.Replace(string(connectorJSON(db, store, "127.0.0.1:0")), `"features": [`, `"features": [
+    `+strings.Join(groups, "\n    "), 1)
+}
+
+// checkTyped compares the <table>_row features of rows 1..ids and the
+// <table>_agg features of entities 1..ks over cols (typedGroups) with
+// PostgreSQL's answer.
+func checkTyped(t *testing.T, conn *pgx.Conn, r *runtime, table string, cols []typedCol, ids, ks int) {
+	t.Helper()
+	ctx := context.Background()
+	for id := 1; id <= ids; id++ {
+		found, got, err := r.read(table+"_row", strconv.Itoa(id), time.Now())
+		if err != nil {
+			t.Fatalf("read %s_row %d: %v", table, id, err)
+		}
+		var exists bool
+		if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM "+table+" WHERE id = $1)", id).Scan(&exists); err != nil {
+			t.Fatal(err)
+		}
+		if found != exists {
+			t.Errorf("%s_row %d: found=%v, in SQL %v", table, id, found, exists)
+		}
+		if !exists {
+			continue
+		}
+		for _, c := range cols {
+			want := typedSQL(t, conn, typedRender(c.kind, c.name)+" FROM "+table+" WHERE id = $1", id)
+			if msg := typedCompare(c.kind, false, got[c.name], want); msg != "" {
+				t.Errorf("%s_row %d %s (%s): %s", table, id, c.name, c.sqlType, msg)
+			}
+		}
+	}
+	for k := 1; k <= ks; k++ {
+		_, got, err := r.read(table+"_agg", strconv.Itoa(k), time.Now())
+		if err != nil {
+			t.Fatalf("read %s_agg %d: %v", table, k, err)
+		}
+		for _, c := range cols {
 			for _, fn := range c.aggs {
-				query, kind := typedTruth(c, fn)
+				query, kind := typedTruth(table, c, fn)
 				want := typedSQL(t, conn, query, k)
 				if msg := typedCompare(kind, true, got[fn+"_"+c.name], want); msg != "" {
-					t.Errorf("typed_agg %d %s(%s %s): %s", k, fn, c.name, c.sqlType, msg)
+					t.Errorf("%s_agg %d %s(%s %s): %s", table, k, fn, c.name, c.sqlType, msg)
 				}
 			}
 		}
 	}
 }
 
-// typedTruth is the SQL that computes fn over column c for the entity $1,
+// typedTruth is the SQL that computes fn over column c of table for the entity $1,
 // and the kind of its result.
-func typedTruth(c typedCol, fn string) (string, string) {
-	rows := " FROM typed WHERE k = $1"
+func typedTruth(table string, c typedCol, fn string) (string, string) {
+	rows := " FROM " + table + " WHERE k = $1"
 	nonNull := rows + " AND " + c.name + " IS NOT NULL"
 	// Floats sum as exact decimals of their shortest text (docs/types.md):
 	// PostgreSQL's own float sum depends on the order of the additions.
@@ -222,7 +252,7 @@ func typedTruth(c typedCol, fn string) (string, string) {
 		// in PostgreSQL, also for types without min/max (bool, bytea,
 		// uuid).
 		dir := map[string]string{"min": "ASC", "max": "DESC"}[fn]
-		return typedRender(c.kind, c.name) + nonNull + " ORDER BY typed." + c.name + " " + dir + " LIMIT 1", c.kind
+		return typedRender(c.kind, c.name) + nonNull + " ORDER BY " + table + "." + c.name + " " + dir + " LIMIT 1", c.kind
 	case "last":
 		return typedRender(c.kind, c.name) + nonNull + " ORDER BY at DESC LIMIT 1", c.kind
 	}
@@ -238,7 +268,10 @@ func typedRender(kind, col string) string {
 		// has no /32, which ::text would drop and add.
 		return "SELECT CASE WHEN " + col + " IS NULL THEN NULL ELSE format('%s', " + col + ") END"
 	case "time":
-		return "SELECT CASE WHEN isfinite(" + col + ") THEN to_char(" + col + `, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') ELSE ` + col + "::text END"
+		// Years as RFC 3339 and Go write them: astronomical (1 BC is 0000,
+		// 44 BC -0043), where to_char writes 0001 and 0044.
+		year := "(CASE WHEN extract(year FROM " + col + ") < 0 THEN extract(year FROM " + col + ") + 1 ELSE extract(year FROM " + col + ") END)::int"
+		return "SELECT CASE WHEN isfinite(" + col + ") THEN (CASE WHEN " + year + " < 0 THEN '-' ELSE '' END) || lpad(abs(" + year + ")::text, 4, '0') || to_char(" + col + `, '-MM-DD"T"HH24:MI:SS.US"Z"') ELSE ` + col + "::text END"
 	case "interval":
 		return "SELECT CASE WHEN extract(year FROM " + col + ") = 0 AND extract(month FROM " + col + ") = 0 THEN 'us:' || (extract(epoch FROM " + col + ") * 1000000)::bigint ELSE " + col + "::text END"
 	case "array":
@@ -355,8 +388,12 @@ func typedCompare(kind string, agg bool, got any, want *string) string {
 			}
 			return ""
 		}
-		gt, err1 := time.Parse(time.RFC3339Nano, s)
-		wt, err2 := time.Parse(time.RFC3339Nano, w)
+		// time.Parse takes no negative (BC) year: compare without the sign.
+		if strings.HasPrefix(s, "-") != strings.HasPrefix(w, "-") {
+			return bad
+		}
+		gt, err1 := time.Parse(time.RFC3339Nano, strings.TrimPrefix(s, "-"))
+		wt, err2 := time.Parse(time.RFC3339Nano, strings.TrimPrefix(w, "-"))
 		if err1 != nil || err2 != nil || !gt.Equal(wt) || !strings.HasSuffix(s, "Z") {
 			return bad
 		}

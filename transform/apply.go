@@ -17,7 +17,10 @@ type Stats struct {
 	Unmatched int
 }
 
-var decimalCtx = apd.BaseContext.WithPrecision(200)
+// decimalCtx adds and subtracts exactly, whatever the digits (precision 0:
+// apd's exact mode): 1e-300 + -2.5 has 301 significant digits, and a
+// rounded sum would not come back to its value when the row is deleted.
+var decimalCtx = apd.BaseContext.WithPrecision(0)
 
 // Apply applies u to st. The caller has checked that u.Pos is after the
 // position st was read at.

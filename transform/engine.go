@@ -3,6 +3,7 @@ package transform
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -323,6 +324,9 @@ func (g *Group) plan(ev *change.Event, commit int64, dst []Update) ([]Update, er
 	default:
 		return dst, nil
 	}
+	if ev.Sparse {
+		oldRow, newRow = g.fillAbsent(oldRow), g.fillAbsent(newRow)
+	}
 	if err := g.hasColumns(ev, newRow); err != nil {
 		return dst, err
 	}
@@ -402,10 +406,7 @@ func fillUnchanged(newRow, oldRow change.Row) change.Row {
 		}
 		if ov, ok := oldRow[k]; ok && ov != change.Unchanged {
 			if out == nil {
-				out = make(change.Row, len(newRow))
-				for k2, v2 := range newRow {
-					out[k2] = v2
-				}
+				out = maps.Clone(newRow)
 			}
 			out[k] = ov
 		}
@@ -495,7 +496,8 @@ func (e *SchemaError) Error() string {
 }
 
 // hasColumns checks that a new row image has every column the group
-// reads; a nil image (none sent) passes.
+// reads; a nil image (none sent) passes. A sparse image has them all by
+// then (fillAbsent).
 func (g *Group) hasColumns(ev *change.Event, row change.Row) error {
 	if row == nil {
 		return nil
@@ -506,6 +508,29 @@ func (g *Group) hasColumns(ev *change.Event, row change.Row) error {
 		}
 	}
 	return nil
+}
+
+// fillAbsent returns row with NULL for each column the group reads that
+// row lacks (a sparse image: absent is NULL); row itself when it lacks
+// none, or is nil.
+func (g *Group) fillAbsent(row change.Row) change.Row {
+	if row == nil {
+		return nil
+	}
+	var out change.Row
+	for _, col := range g.columns {
+		if _, ok := row[col]; ok {
+			continue
+		}
+		if out == nil {
+			out = maps.Clone(row)
+		}
+		out[col] = nil
+	}
+	if out == nil {
+		return row
+	}
+	return out
 }
 
 // checkValues makes sure, before any state changes, that every value the

@@ -39,7 +39,7 @@ var byteOrder = map[string]bool{"C": true, "POSIX": true, "C.UTF-8": true, "C.ut
 
 // typeModifier matches a type modifier as format_type writes it:
 // numeric(30,10), character varying(20), timestamp(3) with time zone.
-var typeModifier = regexp.MustCompile(`\(\d+(,\d+)?\)`)
+var typeModifier = regexp.MustCompile(`\(\d+(,-?\d+)?\)`)
 
 // plainType is a type name without its modifier.
 func plainType(t string) string { return typeModifier.ReplaceAllString(t, "") }
@@ -79,12 +79,15 @@ func (s *Source) Setup(ctx context.Context, engine *transform.Engine, resume uin
 // replica.identity.autoset.values names; without, it checks them as if
 // set and returns what it would set (validate -live changes nothing).
 func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transform.Engine, apply bool) (wouldSet []string, err error) {
+	if err := s.types.load(ctx, conn); err != nil {
+		return nil, err
+	}
 	var problems []error
 	for _, g := range engine.Groups() {
 		schema, table, _ := strings.Cut(g.Table, ".")
 		// collation: what the column's text sorts by ('' for types
 		// without one), the database's for "default".
-		rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), c.relreplident, c.relkind,
+		rows, err := conn.Query(ctx, `SELECT a.attname, format_type(a.atttypid, a.atttypmod), a.atttypid::int8, a.atttypmod, c.relreplident, c.relkind,
 				coalesce((SELECT CASE WHEN co.collname = 'default' THEN (SELECT datcollate FROM pg_database WHERE datname = current_database())
 					ELSE coalesce(co.collcollate, co.collname) END FROM pg_collation co WHERE co.oid = a.attcollation), '')
 			FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -95,17 +98,34 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 		}
 		types, collations := map[string]string{}, map[string]string{}
 		var ident, kind string
+		domains := map[string]baseType{}
 		for rows.Next() {
 			var name, typ, coll string
-			if err := rows.Scan(&name, &typ, &ident, &kind, &coll); err != nil {
+			var oid int64
+			var mod int32
+			if err := rows.Scan(&name, &typ, &oid, &mod, &ident, &kind, &coll); err != nil {
 				rows.Close()
 				return nil, err
 			}
 			types[name], collations[name] = typ, coll
+			if base, bmod, err := s.types.resolve(uint32(oid), mod); err != nil {
+				rows.Close()
+				return nil, err
+			} else if base != uint32(oid) {
+				domains[name] = baseType{oid: base, mod: bmod}
+			}
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("read columns of %s: %w", g.Table, err)
+		}
+		// A domain is checked as its base type: its values are decoded so.
+		for name, t := range domains {
+			var typ string
+			if err := conn.QueryRow(ctx, "SELECT format_type($1::int8::oid, $2)", int64(t.oid), t.mod).Scan(&typ); err != nil {
+				return nil, fmt.Errorf("read the base type of %s.%s: %w", g.Table, name, err)
+			}
+			types[name] = typ
 		}
 		if len(types) == 0 {
 			problems = append(problems, fmt.Errorf("feature group %s: table %s does not exist", g.Name, g.Table))

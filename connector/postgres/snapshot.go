@@ -434,6 +434,11 @@ func (sn *snapshot) plan(ctx context.Context, tx pgx.Tx, table string) (*tablePr
 	if err != nil {
 		return nil, err
 	}
+	for i := range key {
+		if key[i].OID, _, err = sn.st.types.resolve(key[i].OID, -1); err != nil {
+			return nil, err
+		}
+	}
 	usable := len(key) > 0
 	for _, k := range key {
 		usable = usable && isOrderable(k.OID)
@@ -637,7 +642,13 @@ func (sn *snapshot) readChunk(ctx context.Context, w *snapWorker, t *tableProgre
 		if st.cfg.CapturesColumn(t.Name + "." + f.Name) {
 			keep = append(keep, i)
 			cols = append(cols, f.Name)
-			oids = append(oids, f.DataTypeOID)
+			// The row description names a domain by its base type
+			// already, but an array of a domain by its own type.
+			oid, _, err := st.types.resolve(f.DataTypeOID, f.TypeModifier)
+			if err != nil {
+				return nil, err
+			}
+			oids = append(oids, oid)
 		}
 	}
 	c.raw = newRawRows(cols, oids)

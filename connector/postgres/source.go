@@ -70,6 +70,8 @@ type Source struct {
 	filterProg *progress
 	// finished: snapshot.mode=initial_only and the snapshot is done.
 	finished bool
+	// types resolves domains to their base types for every path.
+	types *baseTypes
 }
 
 // New returns a source for cfg. Call Setup before Stream.
@@ -77,7 +79,7 @@ func New(cfg config.Postgres, opts Options, log *slog.Logger, m *connector.Metri
 	if opts.StatusInterval <= 0 {
 		opts.StatusInterval = config.DefaultStatusInterval
 	}
-	return &Source{cfg: cfg, opts: opts, log: log, metrics: m}
+	return &Source{cfg: cfg, opts: opts, log: log, metrics: m, types: newBaseTypes(cfg.ConnString())}
 }
 
 // Ack records that everything up to cp.Resume is durable in the sink.
@@ -268,6 +270,7 @@ func (st *stream) run(ctx context.Context) error {
 	st.log.Info("streaming", "slot", st.cfg.SlotName, "from", change.FormatLSN(st.from))
 
 	dec := decode.NewPgOutput(func(table, column string) bool { return st.cfg.CapturesColumn(table + "." + column) })
+	dec.ResolveTypes(st.types.resolve)
 	var (
 		events   []change.Event
 		inTx     bool
