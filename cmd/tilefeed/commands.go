@@ -152,8 +152,9 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		key[i] = v
 	}
-	// A running tilefeed holds the embedded store open: ask it first.
-	if out, err := getOverHTTP(ctx, c.HTTP.Listen, group, g.Entity, key, at); err == nil {
+	// A running tilefeed holds the embedded store open: ask it first, if
+	// it is this connector's (another connector may listen there).
+	if out, err := getOverHTTP(ctx, c, group, g.Entity, key, at); err == nil {
 		_, err = stdout.Write(out)
 		return err
 	}
@@ -186,8 +187,8 @@ func openStoreForRead(ctx context.Context, c *config.Connector) (app.Store, erro
 	return app.OpenStore(ctx, c)
 }
 
-func getOverHTTP(ctx context.Context, listen, group string, cols, key []string, at string) ([]byte, error) {
-	host, port, err := net.SplitHostPort(listen)
+func getOverHTTP(ctx context.Context, c *config.Connector, group string, cols, key []string, at string) ([]byte, error) {
+	host, port, err := net.SplitHostPort(c.HTTP.Listen)
 	if err != nil {
 		return nil, err
 	}
@@ -213,6 +214,9 @@ func getOverHTTP(ctx context.Context, listen, group string, cols, key []string, 
 		return nil, err
 	}
 	defer resp.Body.Close()
+	if name, store := resp.Header.Get(app.HeaderConnector), resp.Header.Get(app.HeaderStore); name != c.Name || store != app.StoreIdentity(c) {
+		return nil, fmt.Errorf("%s serves connector %q on %q, not %q on %q", u, name, store, c.Name, app.StoreIdentity(c))
+	}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status %d", resp.StatusCode)

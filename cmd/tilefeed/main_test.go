@@ -2,12 +2,18 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/tilefeed/tilefeed/cmd/internal/app"
+	"github.com/tilefeed/tilefeed/sink/embedded"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -118,5 +124,39 @@ func TestNameFlag(t *testing.T) {
 	code, out, errs = runCLI("validate", "-c", file, "-name", "orders-v2")
 	if code != 0 || strings.Contains(out, "from the file name") {
 		t.Errorf("-name: exit %d, out %q, err %q", code, out, errs)
+	}
+}
+
+// TestGetChecksTheConnector: `get` uses an answer from http.listen only
+// when it comes from the same connector and store; another connector's
+// answer (two connectors on one host) is not taken, and the store is read.
+func TestGetChecksTheConnector(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "s.db")
+	st, err := embedded.Open(store, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	var name, where string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(app.HeaderConnector, name)
+		w.Header().Set(app.HeaderStore, where)
+		io.WriteString(w, `{"served-by": "the listener"}`)
+	}))
+	defer srv.Close()
+	listen := strings.TrimPrefix(srv.URL, "http://")
+	file := writeFile(t, `{"name": "mine", "config": {"plugin.name": "pgoutput", "database.hostname": "h", "database.user": "u", "database.dbname": "d",
+		"embedded.path": "`+store+`", "http.listen": "`+listen+`"},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`)
+
+	name, where = "other", "embedded /elsewhere/other.db"
+	code, out, errs := runCLI("get", "-c", file, "g", "id=1")
+	if code != 0 || strings.Contains(out, "the listener") || !strings.Contains(out, `"found": false`) {
+		t.Errorf("another connector's listener: exit %d, out %s, err %s", code, out, errs)
+	}
+	name, where = "mine", "embedded "+store
+	code, out, errs = runCLI("get", "-c", file, "g", "id=1")
+	if code != 0 || !strings.Contains(out, "the listener") {
+		t.Errorf("its own listener: exit %d, out %s, err %s", code, out, errs)
 	}
 }

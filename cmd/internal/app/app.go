@@ -73,6 +73,25 @@ func Where(c *config.Connector) string {
 	return c.Sink.EmbeddedPath
 }
 
+// Identity headers name the connector and store behind every answer, so
+// that `tilefeed get` uses an answer only from its own connector.
+const (
+	HeaderConnector = "Tilefeed-Connector"
+	HeaderStore     = "Tilefeed-Store"
+)
+
+// StoreIdentity names the store without secrets: kind and where.
+func StoreIdentity(c *config.Connector) string { return c.Sink.Kind + " " + Where(c) }
+
+func identify(h http.Handler, c *config.Connector) http.Handler {
+	store := StoreIdentity(c)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(HeaderConnector, c.Name)
+		w.Header().Set(HeaderStore, store)
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Running is a started tilefeed.
 type Running struct {
 	Addr    string // the HTTP listener's address
@@ -143,7 +162,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	if err != nil {
 		return fmt.Errorf("http.listen %s: %w", c.HTTP.Listen, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: identify(handler, c), ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
 	log.Info("http listening", "addr", ln.Addr().String())

@@ -24,8 +24,8 @@ func freeAddr(t *testing.T) string {
 }
 
 // debug.pprof.listen serves Go's profiler on its own listener, never on
-// the API's.
-func TestPprofListener(t *testing.T) {
+// the API's; the API names its connector and store in every answer.
+func TestListeners(t *testing.T) {
 	pprofAddr := freeAddr(t)
 	c, err := config.Parse([]byte(`{"name": "p", "config": {"tilefeed.source": "http", "http.listen": "127.0.0.1:0",
 		"embedded.path": "`+filepath.Join(t.TempDir(), "s.db")+`", "debug.pprof.listen": "`+pprofAddr+`"},
@@ -63,6 +63,15 @@ func TestPprofListener(t *testing.T) {
 	}
 	if code, _ := get("http://" + r.Addr + "/debug/pprof/"); code == 200 {
 		t.Error("the API listener serves the profiler")
+	}
+	// Every answer names its connector and store, for `tilefeed get`.
+	resp, err := http.Get("http://" + r.Addr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get(HeaderConnector) != "p" || resp.Header.Get(HeaderStore) != StoreIdentity(c) || !strings.HasPrefix(StoreIdentity(c), "embedded ") {
+		t.Errorf("identity headers %q %q, want %q %q", resp.Header.Get(HeaderConnector), resp.Header.Get(HeaderStore), "p", StoreIdentity(c))
 	}
 	cancel()
 	if err := <-done; err != nil {
