@@ -267,13 +267,38 @@ var Functions = map[string]bool{
 // Load reads and validates the connector file at path.
 func Load(path string) (*Connector, error) { return LoadAs(path, "") }
 
+// Needs tells which properties a command uses: a ${env:…} or ${file:…}
+// reference that does not resolve is an error in those, and a warning in
+// the others (whose values stay unset).
+type Needs func(property string) bool
+
+// Every property: what `tilefeed run` needs.
+func Every(string) bool { return true }
+
+// Nothing: what checking a file offline needs.
+func Nothing(string) bool { return false }
+
+// SinkProperties are what reading features from the store needs.
+func SinkProperties(p string) bool {
+	return strings.HasPrefix(p, "aerospike.") || strings.HasPrefix(p, "embedded.") || p == "tilefeed.sink" || p == "http.listen"
+}
+
+// DatabaseProperties are what the live checks of the source database
+// need (validate -live).
+func DatabaseProperties(p string) bool { return strings.HasPrefix(p, "database.") }
+
 // LoadAs is Load for a file that may lack a name, as a Kafka Connect
 // `PUT /connectors/{name}/config` body (a flat property map) does: name
 // (the -name flag) is the connector's name then, or else the file's name
 // without its extension, with a warning: the name keys the checkpoint, so
 // renaming the file would start the connector over. A name in the file
 // wins; a different name is an error.
-func LoadAs(path, name string) (*Connector, error) {
+func LoadAs(path, name string) (*Connector, error) { return LoadFor(path, name, Every) }
+
+// LoadFor is LoadAs for a command that uses only the properties needs
+// names: references in the others may be unresolvable (`tilefeed get`
+// needs no database password).
+func LoadFor(path, name string, needs Needs) (*Connector, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read connector file: %w", err)
@@ -283,7 +308,7 @@ func LoadAs(path, name string) (*Connector, error) {
 		fallback = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 		why = "the file name " + filepath.Base(path)
 	}
-	c, err := parse(b, os.Getenv, fallback, why)
+	c, err := parse(b, os.Getenv, fallback, why, needs)
 	if err != nil {
 		return nil, fmt.Errorf("connector file %s:\n%w", path, err)
 	}
@@ -296,12 +321,13 @@ func LoadAs(path, name string) (*Connector, error) {
 // Parse decodes and validates a connector file. getenv resolves ${env:…}.
 // The error joins every problem found, one per line.
 func Parse(data []byte, getenv func(string) string) (*Connector, error) {
-	return parse(data, getenv, "", "")
+	return parse(data, getenv, "", "", Every)
 }
 
 // parse is Parse; a file without a name takes fallback, which came from
-// why (LoadAs).
-func parse(data []byte, getenv func(string) string, fallback, why string) (*Connector, error) {
+// why (LoadAs), and only the references of the properties needs names
+// must resolve.
+func parse(data []byte, getenv func(string) string, fallback, why string, needs Needs) (*Connector, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
 		return nil, fmt.Errorf("not a JSON object: %w", err)
@@ -333,6 +359,7 @@ func parse(data []byte, getenv func(string) string, fallback, why string) (*Conn
 		}
 	}
 	strs := map[string]string{}
+	unresolved := map[string]bool{} // references that did not resolve, in properties needs does not name
 	for k, raw := range props {
 		s, err := propString(raw)
 		if err != nil {
@@ -340,6 +367,11 @@ func parse(data []byte, getenv func(string) string, fallback, why string) (*Conn
 			continue
 		}
 		s, err = resolve(s, getenv)
+		if err != nil && !needs(k) {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s%s: %v (unused by this command)", prefix, k, err))
+			unresolved[k] = true
+			continue
+		}
 		if err != nil {
 			v.addf(prefix+k, "%v", err)
 			continue
@@ -365,7 +397,7 @@ func parse(data []byte, getenv func(string) string, fallback, why string) (*Conn
 		}
 		v.addf("name", "%q%s: use letters, digits, '.', '_' and '-' only", c.Name, from)
 	}
-	applyProperties(c, strs, prefix, v)
+	applyProperties(c, strs, unresolved, prefix, v)
 	var broken map[int]bool
 	if raw, ok := top["features"]; ok {
 		c.Features, broken = decodeFeatures(raw, v)

@@ -324,10 +324,15 @@ func debeziumFamily(k string) bool {
 	return false
 }
 
-func applyProperties(c *Connector, strs map[string]string, prefix string, v *validator) {
+// applyProperties sets the properties; those in unresolved (references
+// the command does not need) stay unset and unchecked.
+func applyProperties(c *Connector, strs map[string]string, unresolved map[string]bool, prefix string, v *validator) {
 	known := map[string]bool{"name": true}
 	for _, p := range Properties {
 		known[p.Name] = true
+		if unresolved[p.Name] {
+			continue
+		}
 		val, ok := strs[p.Name]
 		if !ok {
 			val = p.Default
@@ -357,19 +362,19 @@ func applyProperties(c *Connector, strs map[string]string, prefix string, v *val
 	switch c.Source.Kind {
 	case "postgres":
 		for _, p := range [][2]string{{"database.hostname", c.Postgres.Host}, {"database.user", c.Postgres.User}, {"database.dbname", c.Postgres.DBName}} {
-			if p[1] == "" {
+			if p[1] == "" && !unresolved[p[0]] {
 				v.addf(prefix+p[0], "is required when tilefeed.source is postgres")
 			}
 		}
 	case "kafka":
-		if len(c.Source.Kafka.Brokers) == 0 {
+		if len(c.Source.Kafka.Brokers) == 0 && !unresolved["kafka.bootstrap.servers"] {
 			v.addf(prefix+"kafka.bootstrap.servers", "is required when tilefeed.source is kafka")
 		}
 		if len(c.Source.Kafka.Topics) > 0 && c.Source.Kafka.TopicsRegex != nil {
 			v.addf(prefix+"topics.regex", "set topics or topics.regex, not both")
 		}
 	case "file":
-		if len(c.Source.Files) == 0 {
+		if len(c.Source.Files) == 0 && !unresolved["file.path"] {
 			v.addf(prefix+"file.path", "is required when tilefeed.source is file")
 		}
 	}

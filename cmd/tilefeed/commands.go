@@ -28,8 +28,11 @@ type command struct {
 	args       []string
 }
 
-// load reads the command's connector file.
-func (c command) load() (*config.Connector, error) { return config.LoadAs(c.file, c.name) }
+// load reads the command's connector file; only the properties needs
+// names must resolve their ${env:…} and ${file:…} references.
+func (c command) load(needs config.Needs) (*config.Connector, error) {
+	return config.LoadFor(c.file, c.name, needs)
+}
 
 // parseFlags parses args, whose flags may stand before, between or after
 // the other arguments (`get GROUP k=v -at T`).
@@ -66,7 +69,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{fmt.Sprintf("run: unexpected argument %q", cmd.args[0])}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	c, err := cmd.load()
+	c, err := cmd.load(config.Every)
 	if err != nil {
 		return err
 	}
@@ -84,7 +87,11 @@ func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(cmd.args) > 0 {
 		return usageError{fmt.Sprintf("validate: unexpected argument %q", cmd.args[0])}
 	}
-	c, err := cmd.load()
+	needs := config.Nothing // references are checked for syntax; unset ones are warnings
+	if live {
+		needs = config.DatabaseProperties
+	}
+	c, err := cmd.load(needs)
 	if err != nil {
 		return err
 	}
@@ -123,7 +130,7 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(rest) < 2 {
 		return usageError{"get: want GROUP COLUMN=VALUE…"}
 	}
-	c, err := cmd.load()
+	c, err := cmd.load(config.SinkProperties)
 	if err != nil {
 		return err
 	}

@@ -160,3 +160,32 @@ func TestGetChecksTheConnector(t *testing.T) {
 		t.Errorf("its own listener: exit %d, out %s, err %s", code, out, errs)
 	}
 }
+
+// TestSecretsOnlyWhereNeeded: a reference a command does not use may be
+// unresolvable: get reads the store without the database password,
+// validate checks the file offline; validate -live and run need it.
+func TestSecretsOnlyWhereNeeded(t *testing.T) {
+	store := filepath.Join(t.TempDir(), "s.db")
+	st, err := embedded.Open(store, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	file := writeFile(t, `{"name": "s", "config": {"plugin.name": "pgoutput", "database.hostname": "127.0.0.1", "database.user": "u",
+		"database.dbname": "d", "database.password": "${env:TILEFEED_TEST_UNSET_PW}", "embedded.path": "`+store+`", "http.listen": "127.0.0.1:1"},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`)
+	code, out, errs := runCLI("get", "-c", file, "g", "id=1")
+	if code != 0 || !strings.Contains(out, `"found": false`) {
+		t.Errorf("get without the database password: exit %d, out %s, err %s", code, out, errs)
+	}
+	code, out, errs = runCLI("validate", "-c", file)
+	if code != 0 || !strings.Contains(out, "config.database.password: ${env:TILEFEED_TEST_UNSET_PW}: environment variable is not set (unused by this command)") {
+		t.Errorf("validate: exit %d, out %s, err %s", code, out, errs)
+	}
+	for _, cmd := range [][]string{{"validate", "-live"}, {"run"}} {
+		code, out, errs = runCLI(append(cmd, "-c", file)...)
+		if code != 1 || !strings.Contains(errs, "config.database.password: ${env:TILEFEED_TEST_UNSET_PW}: environment variable is not set") {
+			t.Errorf("%v: exit %d, out %s, err %s", cmd, code, out, errs)
+		}
+	}
+}
