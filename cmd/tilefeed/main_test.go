@@ -131,12 +131,7 @@ func TestNameFlag(t *testing.T) {
 // when it comes from the same connector and store; another connector's
 // answer (two connectors on one host) is not taken, and the store is read.
 func TestGetChecksTheConnector(t *testing.T) {
-	store := filepath.Join(t.TempDir(), "s.db")
-	st, err := embedded.Open(store, embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	store := emptyStore(t)
 	var name, where string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(app.HeaderConnector, name)
@@ -165,12 +160,7 @@ func TestGetChecksTheConnector(t *testing.T) {
 // unresolvable: get reads the store without the database password,
 // validate checks the file offline; validate -live and run need it.
 func TestSecretsOnlyWhereNeeded(t *testing.T) {
-	store := filepath.Join(t.TempDir(), "s.db")
-	st, err := embedded.Open(store, embedded.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
+	store := emptyStore(t)
 	file := writeFile(t, `{"name": "s", "config": {"plugin.name": "pgoutput", "database.hostname": "127.0.0.1", "database.user": "u",
 		"database.dbname": "d", "database.password": "${env:TILEFEED_TEST_UNSET_PW}", "embedded.path": "`+store+`", "http.listen": "127.0.0.1:1"},
 		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`)
@@ -188,4 +178,16 @@ func TestSecretsOnlyWhereNeeded(t *testing.T) {
 			t.Errorf("%v: exit %d, out %s, err %s", cmd, code, out, errs)
 		}
 	}
+}
+
+// emptyStore creates an embedded store with nothing in it.
+func emptyStore(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "s.db")
+	st, err := embedded.Open(path, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	return path
 }
