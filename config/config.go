@@ -309,6 +309,10 @@ func LoadFor(path, name string, needs Needs) (*Connector, error) {
 		why = "the file name " + filepath.Base(path)
 	}
 	c, err := parse(b, os.Getenv, fallback, why, needs)
+	var se *SyntaxError
+	if errors.As(err, &se) {
+		return nil, fmt.Errorf("%s:%d:%d: %s", path, se.Line, se.Column, se.Msg)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("connector file %s:\n%w", path, err)
 	}
@@ -330,7 +334,12 @@ func Parse(data []byte, getenv func(string) string) (*Connector, error) {
 func parse(data []byte, getenv func(string) string, fallback, why string, needs Needs) (*Connector, error) {
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal(data, &top); err != nil {
-		return nil, fmt.Errorf("not a JSON object: %w", err)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			line, col := position(data, se.Offset)
+			return nil, &SyntaxError{Line: line, Column: col, Msg: se.Error()}
+		}
+		return nil, fmt.Errorf("want a JSON object (the Kafka Connect shape or a flat property map), got %s", jsonKind(data))
 	}
 	v := &validator{}
 	c := &Connector{}
@@ -409,6 +418,29 @@ func parse(data []byte, getenv func(string) string, fallback, why string, needs 
 		return nil, err
 	}
 	return c, nil
+}
+
+// SyntaxError is a connector file that is not JSON, with where.
+type SyntaxError struct {
+	Line, Column int // 1-based
+	Msg          string
+}
+
+func (e *SyntaxError) Error() string {
+	return fmt.Sprintf("line %d, column %d: %s", e.Line, e.Column, e.Msg)
+}
+
+// position turns a byte offset (encoding/json's, just past the bad byte)
+// into a 1-based line and column.
+func position(data []byte, offset int64) (line, col int) {
+	offset = max(0, min(offset, int64(len(data))))
+	if offset > 0 {
+		offset-- // at the offending byte
+	}
+	before := data[:offset]
+	line = bytes.Count(before, []byte("\n")) + 1
+	col = int(offset) - (bytes.LastIndexByte(before, '\n') + 1) + 1
+	return line, col
 }
 
 var nameRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
@@ -500,10 +532,26 @@ func readFileRef(ref string) (string, error) {
 }
 
 // validator collects problems, each under its property path.
-type validator struct{ problems []string }
+type validator struct {
+	problems []string
+	wrong    map[string]bool // paths whose value had the wrong JSON type
+}
 
 func (v *validator) addf(path, format string, args ...any) {
+	if v.wrong[path] {
+		return // its zero value would only add "is required" and the like
+	}
 	v.problems = append(v.problems, path+": "+fmt.Sprintf(format, args...))
+}
+
+// wrongType reports a value of the wrong JSON type at path; later
+// problems of the same path are not reported.
+func (v *validator) wrongType(path, format string, args ...any) {
+	v.addf(path, format, args...)
+	if v.wrong == nil {
+		v.wrong = map[string]bool{}
+	}
+	v.wrong[path] = true
 }
 
 func (v *validator) err() error {

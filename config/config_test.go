@@ -3,6 +3,7 @@ package config_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -454,7 +455,7 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown aggregation field", edit: func(p map[string]any, f []any) []any { agg(f, 0, 1)["colum"] = "x"; return f },
 			path: "features[0].aggregations[1].colum", fragments: []string{"unknown field"}},
 		{name: "feature field of the wrong type", edit: func(p map[string]any, f []any) []any { feature(f, 0)["entity"] = "customer_id"; return f },
-			path: "features[0]", fragments: []string{"cannot unmarshal string", "entity"}},
+			path: "features[0].entity", fragments: []string{"want an array of strings, got a string"}},
 		{name: "feature name empty", edit: func(p map[string]any, f []any) []any { delete(feature(f, 0), "name"); return f },
 			path: "features[0].name", fragments: []string{"is required"}},
 		{name: "feature name invalid", edit: func(p map[string]any, f []any) []any { feature(f, 0)["name"] = "1tx"; return f },
@@ -605,8 +606,10 @@ func TestParseErrors(t *testing.T) {
 func TestParseNotJSON(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{``, `[]`, `{"name":`, `"x"`} {
-		if _, err := config.Parse([]byte(in), noEnv); err == nil || !strings.Contains(err.Error(), "not a JSON object") {
-			t.Errorf("Parse(%q) = %v, want a not-a-JSON-object error", in, err)
+		_, err := config.Parse([]byte(in), noEnv)
+		var se *config.SyntaxError
+		if err == nil || !strings.Contains(err.Error(), "want a JSON object") && !errors.As(err, &se) {
+			t.Errorf("Parse(%q) = %v, want a syntax error or a not-an-object error", in, err)
 		}
 	}
 }
@@ -1246,5 +1249,53 @@ func TestPublishedDebeziumConfig(t *testing.T) {
 	}
 	if _, err := config.Parse(raw, func(string) string { return "" }); err == nil || !strings.Contains(err.Error(), "PUT /connectors/{name}/config") {
 		t.Errorf("a flat map without a name, parsed: %v", err)
+	}
+}
+
+// TestSyntaxErrorPosition: a connector file that is not JSON is reported
+// as file:line:column, as compilers do.
+func TestSyntaxErrorPosition(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "connector.json")
+	body := "{\n  \"name\": \"x\",\n  \"config\": {\n    \"plugin.name\": \"pgoutput\",,\n  }\n}\n"
+	if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := config.Load(path)
+	if err == nil || !strings.HasPrefix(err.Error(), path+":4:31: invalid character ','") {
+		t.Errorf("syntax error: %v", err)
+	}
+	if _, err := config.Parse([]byte(`[1]`), noEnv); err == nil || !strings.Contains(err.Error(), "want a JSON object") {
+		t.Errorf("an array: %v", err)
+	}
+}
+
+// TestTypeErrorsDoNotHideOthers: a value of the wrong JSON type is
+// reported under its own path, and the rest of that feature and of the
+// others is still checked.
+func TestTypeErrorsDoNotHideOthers(t *testing.T) {
+	t.Parallel()
+	features := []any{
+		map[string]any{"name": "a", "table": "t", "entity": "id", "time": "at", "aggregations": []any{
+			map[string]any{"name": "n", "function": "count", "window": 10},
+			map[string]any{"name": "m", "function": "median"},
+		}},
+		map[string]any{"name": "b", "entity": []any{"id"}, "project": "y"},
+	}
+	_, err := config.Parse(kafkaShape(t, "p", baseProps(), features), noEnv)
+	lines := problems(err)
+	for _, want := range []string{
+		"features[0].entity: want an array of strings, got a string",
+		"features[0].aggregations[0].window: want a string, got a number",
+		`features[0].aggregations[1].function: "median" is not a function`,
+		"features[1].project: want an array of strings, got a string",
+		"features[1].table: is required",
+	} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, want) }) {
+			t.Errorf("no %q among:\n%s", want, err)
+		}
+	}
+	if len(lines) != 5 {
+		t.Errorf("got %d problems, want 5:\n%s", len(lines), err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"regexp"
 	"strings"
 	"time"
@@ -41,24 +42,94 @@ func decodeFeatures(raw json.RawMessage, v *validator) ([]Feature, map[int]bool)
 		path := fmt.Sprintf("features[%d]", i)
 		unknownKeys(item, featureKeys, path, v)
 		var f Feature
-		d := json.NewDecoder(bytes.NewReader(item))
-		if err := d.Decode(&f); err != nil {
-			v.addf(path, "%v", err)
-			broken[i] = true
-			out = append(out, f)
-			continue
-		}
-		var aggs struct {
-			Aggregations []json.RawMessage `json:"aggregations"`
-		}
-		if json.Unmarshal(item, &aggs) == nil {
-			for j, a := range aggs.Aggregations {
-				unknownKeys(a, aggregationKeys, fmt.Sprintf("%s.aggregations[%d]", path, j), v)
-			}
+		if !decodeFields(item, &f, path, v) {
+			broken[i] = true // not an object: nothing to check further
 		}
 		out = append(out, f)
 	}
 	return out, broken
+}
+
+// decodeFields decodes the JSON object raw into the struct dst one field
+// at a time, so that a value of the wrong type is reported under its own
+// path ("features[0].aggregations[1].window: want a string, got number")
+// and the other fields are still decoded and checked. Slices of structs
+// (aggregations) are decoded element by element. It reports false when
+// raw is not an object.
+func decodeFields(raw json.RawMessage, dst any, path string, v *validator) bool {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		v.wrongType(path, "want an object, got %s", jsonKind(raw))
+		return false
+	}
+	rv := reflect.ValueOf(dst).Elem()
+	rt := rv.Type()
+	for i := 0; i < rt.NumField(); i++ {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		val, ok := m[name]
+		if !ok || name == "" || name == "-" {
+			continue
+		}
+		field := rv.Field(i)
+		fpath := path + "." + name
+		if field.Kind() == reflect.Slice && field.Type().Elem().Kind() == reflect.Struct {
+			var items []json.RawMessage
+			if err := json.Unmarshal(val, &items); err != nil {
+				v.wrongType(fpath, "want an array, got %s", jsonKind(val))
+				continue
+			}
+			elems := reflect.MakeSlice(field.Type(), len(items), len(items))
+			for j, item := range items {
+				epath := fmt.Sprintf("%s[%d]", fpath, j)
+				if field.Type().Elem() == reflect.TypeOf(Aggregation{}) {
+					unknownKeys(item, aggregationKeys, epath, v)
+				}
+				decodeFields(item, elems.Index(j).Addr().Interface(), epath, v)
+			}
+			field.Set(elems)
+			continue
+		}
+		if err := json.Unmarshal(val, field.Addr().Interface()); err != nil {
+			v.wrongType(fpath, "want %s, got %s", kindOf(field.Type()), jsonKind(val))
+		}
+	}
+	return true
+}
+
+// kindOf names a Go type as the JSON it decodes from.
+func kindOf(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "an array of " + strings.TrimPrefix(kindOf(t.Elem()), "a ") + "s"
+	case reflect.Map:
+		return "an object of " + strings.TrimPrefix(kindOf(t.Elem()), "a ") + "s"
+	case reflect.Bool:
+		return "true or false"
+	}
+	return "a " + t.Kind().String()
+}
+
+// jsonKind names the kind of a JSON value.
+func jsonKind(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return "nothing"
+	}
+	switch raw[0] {
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	}
+	return "a number"
 }
 
 func unknownKeys(raw json.RawMessage, allowed map[string]bool, path string, v *validator) {
@@ -126,7 +197,7 @@ func validateFeatures(c *Connector, broken map[int]bool, v *validator) {
 				v.addf(path+".where", "%q does not parse: %v", f.Where, firstLine(err.Error()))
 			}
 		}
-		if len(f.Aggregations) == 0 && len(f.Project) == 0 {
+		if len(f.Aggregations) == 0 && len(f.Project) == 0 && !v.wrong[path+".aggregations"] && !v.wrong[path+".project"] {
 			v.addf(path, "has neither aggregations nor project: it would write nothing")
 		}
 		if f.TTL != "" {
