@@ -278,6 +278,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	if ctx.Err() != nil {
+		return ctx.Err() // stopped while reading the checkpoint
+	}
 	if err != nil {
 		return err
 	}

@@ -241,3 +241,20 @@ func TestValidateLiveAutoset(t *testing.T) {
 		t.Errorf("validate -live with a bad autoset value: %v\n%s", err, out)
 	}
 }
+
+// TestKeyTypesFromTable: setup learns the entity columns' types from the
+// table, so a read with a key no row can have (card_id=abc on an integer
+// key) is an error naming the column, not "not found".
+func TestKeyTypesFromTable(t *testing.T) {
+	_, db := newDB(t)
+	r := startRuntime(t, loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0")))
+	defer r.stop(t)
+	_, err := r.reader.Read(context.Background(), "card_activity", [][]string{{"abc"}}, time.Now())
+	var ke *transform.KeyError
+	if !errors.As(err, &ke) || ke.Column != "card_id" || ke.Type != "integer" {
+		t.Errorf("read card_id=abc: %v, want a KeyError naming card_id, integer", err)
+	}
+	if ents, err := r.reader.Read(context.Background(), "card_activity", [][]string{{"42"}}, time.Now()); err != nil || ents[0].Found {
+		t.Errorf("read card_id=42: %+v, %v", ents, err)
+	}
+}

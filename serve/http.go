@@ -102,10 +102,20 @@ func (h *Handler) getFeatures(w http.ResponseWriter, r *http.Request) {
 	}
 	ents, err := h.reader.Read(r.Context(), group, [][]string{key}, at)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, err)
+		writeError(w, readStatus(err), err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ents[0].JSON())
+}
+
+// readStatus is the HTTP status of a failed read: 400 for a key no
+// entity can have, 503 for a store that did not answer.
+func readStatus(err error) int {
+	var ke *transform.KeyError
+	if errors.As(err, &ke) {
+		return http.StatusBadRequest
+	}
+	return http.StatusServiceUnavailable
 }
 
 // onlineRequest is shaped like Feast's get_online_features request.
@@ -177,7 +187,7 @@ func (h *Handler) getOnlineFeatures(w http.ResponseWriter, r *http.Request) {
 		}
 		ents, err := h.reader.Read(r.Context(), g, keys, at)
 		if err != nil {
-			writeError(w, http.StatusServiceUnavailable, err)
+			writeError(w, readStatus(err), err)
 			return
 		}
 		results[g] = ents

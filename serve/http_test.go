@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -76,6 +77,7 @@ func fixture(t *testing.T) (*Handler, *error) {
 	if err := st.Put(context.Background(), recs); err != nil {
 		t.Fatal(err)
 	}
+	engine.Group("card_activity").SetKeyTypes(map[string]string{"card_id": "integer", "amount": "numeric(12,2)"}) // as setup does
 	notReady := new(error)
 	h := NewHandler(&Reader{Engine: engine, Store: st}, prometheus.NewRegistry(),
 		func() any { return map[string]any{"connector": "x"} },
@@ -120,6 +122,10 @@ func TestGetFeatures(t *testing.T) {
 
 func TestGetFeaturesErrors(t *testing.T) {
 	h, _ := fixture(t)
+	code, out := do(t, h, "POST", "/v1/get-online-features", `{"features": ["card_activity:n_10m"], "entities": {"card_id": ["1", "x1"]}}`)
+	if code != 400 || !strings.Contains(fmt.Sprint(out["error"]), `"x1" is not one`) {
+		t.Errorf("batch read with a bad key: %d %v", code, out)
+	}
 	for _, tc := range []struct {
 		url  string
 		code int
@@ -128,6 +134,7 @@ func TestGetFeaturesErrors(t *testing.T) {
 		{"/v1/features/nope?id=1", 404, `no feature group "nope"`},
 		{"/v1/features/card_activity", 400, `missing entity column "card_id"`},
 		{"/v1/features/card_activity?card_id=1&at=yesterday", 400, `not an RFC 3339 time`},
+		{"/v1/features/card_activity?card_id=abc", 400, `entity column card_id of group card_activity is integer: "abc" is not one`},
 	} {
 		code, out := do(t, h, "GET", tc.url, "")
 		if code != tc.code || !strings.Contains(out["error"].(string), tc.want) {

@@ -54,6 +54,9 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 		if len(k) != len(g.Entity) {
 			return nil, fmt.Errorf("group %s is keyed by %v; got %d values", group, g.Entity, len(k))
 		}
+		if err := g.CheckKey(k); err != nil {
+			return nil, err
+		}
 		sk[i] = sink.Key{Set: g.Name, ID: transform.EntityID(k)}
 	}
 	recs, err := r.Store.Get(ctx, sk)

@@ -35,9 +35,10 @@ type Group struct {
 	Aggs    []Aggregation
 	// TTL is how long an idle entity's record lives; 0 is forever.
 	TTL     time.Duration
-	filter  *vm.Program
-	scales  []*scale // by size
-	columns []string // columns every new row image must have
+	filter   *vm.Program
+	scales   []*scale // by size
+	columns  []string // columns every new row image must have
+	keyTypes keyTypes // of the entity columns, where known (CheckKey)
 }
 
 // Aggregation is one compiled aggregate.
@@ -140,6 +141,9 @@ func Compile(features []config.Feature) (*Engine, error) {
 			for _, col := range identifiers(g.filter.Node()) {
 				g.columns = appendOnce(g.columns, col)
 			}
+		}
+		if len(f.Columns) > 0 {
+			g.SetKeyTypes(f.Columns) // declared types (the Debezium path)
 		}
 		e.groups = append(e.groups, g)
 		e.byName[g.Name] = g

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -161,9 +162,14 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// A running tilefeed holds the embedded store open: ask it first, if
 	// it is this connector's (another connector may listen there).
-	if out, err := getOverHTTP(ctx, c, group, g.Entity, key, at); err == nil {
+	out, err := getOverHTTP(ctx, c, group, g.Entity, key, at)
+	var final finalError
+	switch {
+	case err == nil:
 		_, err = stdout.Write(out)
 		return err
+	case errors.As(err, &final):
+		return final.error
 	}
 	readAt := time.Now()
 	if at != "" {
@@ -225,11 +231,30 @@ func getOverHTTP(ctx context.Context, c *config.Connector, group string, cols, k
 		return nil, fmt.Errorf("%s serves connector %q on %q, not %q on %q", u, name, store, c.Name, app.StoreIdentity(c))
 	}
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 {
+		// The connector's own answer to a bad request: final.
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(body, &e) != nil || e.Error == "" {
+			e.Error = resp.Status
+		}
+		return nil, finalError{errors.New(e.Error)}
+	}
+	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("status %d", resp.StatusCode)
 	}
 	return body, nil
 }
+
+// finalError is an answer of the connector itself that reading the store
+// would not change (a bad key).
+type finalError struct{ error }
+
+func (e finalError) Unwrap() error { return e.error }
 
 func cmdReference(stdout io.Writer) error {
 	_, err := fmt.Fprint(stdout, config.Reference())

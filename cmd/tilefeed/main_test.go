@@ -136,6 +136,11 @@ func TestGetChecksTheConnector(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set(app.HeaderConnector, name)
 		w.Header().Set(app.HeaderStore, where)
+		if r.URL.Query().Get("id") == "bad" {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error": "entity column id of group g is integer: \"bad\" is not one"}`)
+			return
+		}
 		io.WriteString(w, `{"served-by": "the listener"}`)
 	}))
 	defer srv.Close()
@@ -153,6 +158,25 @@ func TestGetChecksTheConnector(t *testing.T) {
 	code, out, errs = runCLI("get", "-c", file, "g", "id=1")
 	if code != 0 || !strings.Contains(out, "the listener") {
 		t.Errorf("its own listener: exit %d, out %s, err %s", code, out, errs)
+	}
+	// Its own connector's refusal is the answer: no fallback to the store.
+	code, out, errs = runCLI("get", "-c", file, "g", "id=bad")
+	if code != 1 || !strings.Contains(errs, `entity column id of group g is integer: "bad" is not one`) {
+		t.Errorf("a key its connector refuses: exit %d, out %s, err %s", code, out, errs)
+	}
+}
+
+// TestGetBadKey: a key value its column's declared type cannot hold is an
+// error naming the column, not "found": false.
+func TestGetBadKey(t *testing.T) {
+	file := writeFile(t, `{"name": "k", "config": {"tilefeed.source": "file", "file.path": "x.ndjson", "embedded.path": "`+emptyStore(t)+`", "http.listen": "127.0.0.1:1"},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"], "columns": {"id": "bigint", "v": "text"}}]}`)
+	code, out, errs := runCLI("get", "-c", file, "g", "id=abc")
+	if code != 1 || !strings.Contains(errs, `entity column id of group g is bigint: "abc" is not one`) {
+		t.Errorf("exit %d, out %s, err %s", code, out, errs)
+	}
+	if code, out, errs = runCLI("get", "-c", file, "g", "id=7"); code != 0 || !strings.Contains(out, `"found": false`) {
+		t.Errorf("a good key: exit %d, out %s, err %s", code, out, errs)
 	}
 }
 

@@ -127,6 +127,7 @@ func (s *Source) checkTables(ctx context.Context, conn *pgx.Conn, engine *transf
 			}
 			types[name] = typ
 		}
+		g.SetKeyTypes(types) // reads check key values against them
 		if len(types) == 0 {
 			problems = append(problems, fmt.Errorf("feature group %s: table %s does not exist", g.Name, g.Table))
 			continue
