@@ -34,7 +34,7 @@ type Group struct {
 	Project []string
 	Aggs    []Aggregation
 	// TTL is how long an idle entity's record lives; 0 is forever.
-	TTL     time.Duration
+	TTL      time.Duration
 	filter   *vm.Program
 	scales   []*scale // by size
 	columns  []string // columns every new row image must have
