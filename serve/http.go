@@ -48,7 +48,15 @@ func (h *Handler) Handle(pattern string, handler http.Handler) { h.mux.Handle(pa
 
 func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
 	if err := h.ready(); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": err.Error()})
+		// reasons lists each cause of an errors.Join apart; reason has them all.
+		reasons := []string{err.Error()}
+		if j, ok := err.(interface{ Unwrap() []error }); ok {
+			reasons = reasons[:0]
+			for _, e := range j.Unwrap() {
+				reasons = append(reasons, e.Error())
+			}
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"ready": false, "reason": strings.Join(reasons, "; "), "reasons": reasons})
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ready": true})

@@ -190,6 +190,13 @@ func TestHealthAndReady(t *testing.T) {
 	if code != 503 || !strings.Contains(out["reason"].(string), "sink") {
 		t.Errorf("readyz when the sink is down: %d %v", code, out)
 	}
+	// Every reason, each apart.
+	*notReady = errors.Join(errors.New("sink (embedded): store unavailable"), errors.New("replication connection lost"))
+	code, out = do(t, h, "GET", "/readyz", "")
+	if rs, _ := out["reasons"].([]any); code != 503 || len(rs) != 2 || rs[1] != "replication connection lost" ||
+		out["reason"] != "sink (embedded): store unavailable; replication connection lost" {
+		t.Errorf("readyz with two reasons: %d %v", code, out)
+	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != 200 {

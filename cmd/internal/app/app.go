@@ -149,10 +149,12 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 				"sink": map[string]any{"kind": c.Sink.Kind, "where": Where(c)}}
 		},
 		func() error {
+			// Every reason at once: a down sink and a lost source both show.
+			var sinkErr error
 			if err := rt.Ready(); err != nil {
-				return fmt.Errorf("%s (%s)", err, c.Sink.Kind)
+				sinkErr = fmt.Errorf("%s (%s)", err, c.Sink.Kind)
 			}
-			return src.Ready()
+			return errors.Join(sinkErr, src.Ready())
 		})
 	if h, ok := src.Source.(http.Handler); ok {
 		handler.Handle("POST "+c.Source.HTTPPath, h)
