@@ -190,7 +190,8 @@ type HTTP struct {
 type Runtime struct {
 	BatchMax      int // most changes in one sink write
 	QueueMax      int // most changes read ahead of the sink
-	CacheEntities int // most entity records kept decoded in memory
+	CacheEntities int // most entity records kept in memory
+	CacheBytes    int // most bytes of entity records kept in memory
 	// ErrorsTolerance is "none" (stop on a bad change) or "all"
 	// (dead-letter it and continue).
 	ErrorsTolerance string

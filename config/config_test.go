@@ -134,6 +134,7 @@ const completeKafka = `{
     "batch.max.changes": 100,
     "queue.max.changes": "400",
     "cache.max.entities": 1000,
+    "cache.max.bytes": "8388608",
     "heartbeat.action.query": "INSERT INTO hb VALUES (now())",
     "errors.tolerance": "all",
     "errors.deadletter.set": "dlq",
@@ -205,7 +206,7 @@ func TestParseCompleteKafkaShape(t *testing.T) {
 		{"Aerospike.TLSName", c.Sink.Aerospike.TLSName, "aerospike.internal"},
 		{"Aerospike.Timeout", c.Sink.Aerospike.Timeout, 750 * time.Millisecond},
 		{"HTTP.Listen", c.HTTP.Listen, "127.0.0.1:9000"},
-		{"Runtime", c.Runtime, config.Runtime{BatchMax: 100, QueueMax: 400, CacheEntities: 1000,
+		{"Runtime", c.Runtime, config.Runtime{BatchMax: 100, QueueMax: 400, CacheEntities: 1000, CacheBytes: 8 << 20,
 			ErrorsTolerance: "all", DeadLetterSet: "dlq", ErrorsLog: false}},
 		{"HeartbeatActionQuery", pg.HeartbeatActionQuery, "INSERT INTO hb VALUES (now())"},
 		{"Warnings", len(c.Warnings), 0},
@@ -267,7 +268,7 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 		t.Errorf("HTTP.Listen = %q", c.HTTP.Listen)
 	}
 	if want := (config.Runtime{BatchMax: 5000, QueueMax: 20000, CacheEntities: config.DefaultCacheEntities,
-		ErrorsTolerance: "none", DeadLetterSet: config.DefaultDeadLetterSet, ErrorsLog: true}); c.Runtime != want {
+		CacheBytes: config.DefaultCacheBytes, ErrorsTolerance: "none", DeadLetterSet: config.DefaultDeadLetterSet, ErrorsLog: true}); c.Runtime != want {
 		t.Errorf("Runtime = %+v, want %+v", c.Runtime, want)
 	}
 	if len(c.Features) != 1 || c.Features[0].Table != "public.transactions" {

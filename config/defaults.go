@@ -20,7 +20,8 @@ const (
 	DefaultHTTPSourcePath   = "/debezium"
 	DefaultBatchMax         = 5000
 	DefaultQueueMax         = 20000
-	DefaultCacheEntities    = 20000
+	DefaultCacheEntities    = 1000000
+	DefaultCacheBytes       = 64 << 20
 	DefaultStatusInterval   = 10 * time.Second
 	DefaultIdleCheckpoint   = 10 * time.Second
 	DefaultAerospikeTimeout = 5 * time.Second

@@ -261,7 +261,9 @@ var Properties = []Property{
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.BatchMax, v, 1, 1000000) }},
 	{Name: "queue.max.changes", Default: strconv.Itoa(DefaultQueueMax), Doc: "Most changes read ahead of the sink; reading blocks beyond it (backpressure).",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.QueueMax, v, 1, 10000000) }},
-	{Name: "cache.max.entities", Default: strconv.Itoa(DefaultCacheEntities), Doc: "Most entity records kept decoded in memory; others are read from the sink when touched.",
+	{Name: "cache.max.bytes", Default: strconv.Itoa(DefaultCacheBytes), Doc: "Most bytes of entity records kept in memory (about their stored size, plus a small overhead per tile); the least recently used others are read from the sink when touched. The default, 64 MiB, suits a sidecar; a larger cache saves sink reads when the entities touched often do not fit.",
+		set: func(c *Connector, v string) error { return setInt(&c.Runtime.CacheBytes, v, 1<<20, 1<<40) }},
+	{Name: "cache.max.entities", Default: strconv.Itoa(DefaultCacheEntities), Doc: "Most entity records kept in memory, whatever their size (`cache.max.bytes` bounds their bytes).",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.CacheEntities, v, 1, 100000000) }},
 }
 

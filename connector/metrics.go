@@ -31,6 +31,7 @@ type Metrics struct {
 	SlotLagBytes    prometheus.Gauge
 	SourceConnected prometheus.Gauge
 	CacheEntities   prometheus.Gauge
+	CacheBytes      prometheus.Gauge
 	DeadLetters     prometheus.Counter
 	SnapshotRows    *prometheus.CounterVec
 	// SnapshotDone and SnapshotEstimated are the snapshot's progress per
@@ -78,7 +79,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		SourceConnected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_source_connected",
 			Help: "1 while the source is connected: the replication connection, or every Kafka broker tried last."}),
 		CacheEntities: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_cache_entities",
-			Help: "Entity records held decoded in memory."}),
+			Help: "Entity records held in memory."}),
+		CacheBytes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "tilefeed_cache_bytes",
+			Help: "Bytes of the entity records held in memory (bounded by cache.max.bytes)."}),
 		SnapshotRows: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tilefeed_snapshot_rows_total",
 			Help: "Rows read by the initial snapshot, by table."}, []string{"table"}),
 		SnapshotDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "tilefeed_snapshot_rows_done",
@@ -100,7 +103,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.DeadLetters, m.SnapshotRows, m.SnapshotDone, m.SnapshotEstimated, m.SnapshotChunks, m.ChangesRead, m.ChangesApplied, m.ChangesSkipped, m.RecordsWritten, m.Unmatched,
 		m.BatchChanges, m.ApplySeconds, m.CommitToDurable, m.Errors, m.ReceivedLSN, m.DurableLSN,
-		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.KafkaLag, m.BuildInfo, m.GroupLastCommit, m.freshness)
+		m.SlotLagBytes, m.SourceConnected, m.CacheEntities, m.CacheBytes, m.KafkaLag, m.BuildInfo, m.GroupLastCommit, m.freshness)
 	for _, k := range ErrorKinds {
 		m.Errors.WithLabelValues(k)
 	}

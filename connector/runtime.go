@@ -42,7 +42,8 @@ type Store interface {
 type Options struct {
 	BatchMax       int
 	QueueMax       int
-	CacheEntities  int
+	CacheEntities  int           // most records in the cache
+	CacheBytes     int           // most bytes of records in the cache (State.MemSize)
 	IdleCheckpoint time.Duration // how often progress on an idle stream is made durable
 	// StopTimeout bounds the final batch after a stop was asked for.
 	StopTimeout time.Duration
@@ -183,7 +184,10 @@ func New(name string, src Source, store Store, engine *transform.Engine, log *sl
 		opts.QueueMax = 4 * opts.BatchMax
 	}
 	if opts.CacheEntities <= 0 {
-		opts.CacheEntities = 100000
+		opts.CacheEntities = 1_000_000
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = 64 << 20
 	}
 	if opts.IdleCheckpoint <= 0 {
 		opts.IdleCheckpoint = 10 * time.Second
@@ -192,7 +196,7 @@ func New(name string, src Source, store Store, engine *transform.Engine, log *sl
 		opts.StopTimeout = 30 * time.Second
 	}
 	r := &Runtime{name: name, src: src, store: store, engine: engine, log: log, metrics: m, opts: opts,
-		cache: newCache(opts.CacheEntities)}
+		cache: newCache(opts.CacheEntities, opts.CacheBytes)}
 	r.status = Status{Connector: name, State: "starting", Groups: map[string]GroupStatus{}}
 	var groups []string
 	for _, g := range engine.Groups() {
@@ -631,6 +635,7 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 		}
 		for i, e := range dirty {
 			e.gen = recs[i].Gen
+			r.cache.put(e) // its size changed
 		}
 	}
 	if atomic {
@@ -897,6 +902,7 @@ func (r *Runtime) done(start time.Time, n int, updates []transform.Update, cp Ch
 	m.BatchChanges.Observe(float64(n))
 	m.DurableLSN.Set(float64(cp.Resume))
 	m.CacheEntities.Set(float64(r.cache.len()))
+	m.CacheBytes.Set(float64(r.cache.bytes))
 	var lag float64
 	if !lastCommit.IsZero() {
 		lag = now.Sub(lastCommit).Seconds()

@@ -274,7 +274,7 @@ func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) co
 		b.Fatal(err)
 	}
 	rt := connector.New(c.Name, src, store, engine, log, m, connector.Options{
-		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities,
+		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
 		IdleCheckpoint: c.Postgres.HeartbeatInterval})
 	r := &benchRun{rt: rt, reader: &serve.Reader{Engine: engine, Store: st}, store: st, cancel: cancel, done: make(chan error, 1),
 		before: cp.Changes}

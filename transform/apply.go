@@ -113,6 +113,11 @@ func (g *Group) contribute(st *State, u *Update, row change.Row, at int64, sign 
 			st.Scales[sc.size] = tiles
 		}
 		t := tiles[start]
+		if t != nil {
+			if err := t.load(); err != nil {
+				return fmt.Errorf("group %s: tile %d of entity %v: %w", g.Name, start, u.Entity, err)
+			}
+		}
 		if t == nil {
 			if sign < 0 {
 				stats.Unmatched++
@@ -156,7 +161,7 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 			return err
 		}
 		if v != nil {
-			bump(&t.Counts, col, sign)
+			t.col(col).count += sign
 		}
 	}
 	for _, col := range sc.sums {
@@ -170,29 +175,20 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 		if i, ok := nonFiniteIndex(v); ok {
 			// PostgreSQL sums NaN and the infinities too (docs/types.md):
 			// counted apart, so they retract exactly.
-			n := t.nonFinite(col)
-			n[i] += sign
-			if *n == ([3]int64{}) {
-				delete(t.NonFinite, col)
-				if len(t.NonFinite) == 0 {
-					t.NonFinite = nil
-				}
-			}
+			t.col(col).nonFinite[i] += sign
 			continue
 		}
 		d, ok := toDecimal(v)
 		if !ok {
 			return bad(col, v, "is not a number, so it cannot be summed")
 		}
-		if t.Sums == nil {
-			t.Sums = map[string]*apd.Decimal{}
-		}
-		cur := t.Sums[col]
-		next := new(apd.Decimal)
-		var err2 error
+		c := t.col(col)
+		cur := c.sum
 		if cur == nil {
 			cur = apd.New(0, 0)
 		}
+		next := new(apd.Decimal)
+		var err2 error
 		if sign > 0 {
 			_, err2 = decimalCtx.Add(next, cur, d)
 		} else {
@@ -201,24 +197,20 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 		if err2 != nil {
 			return bad(col, v, "overflows the sum: "+err2.Error())
 		}
-		if t.Counts[col] == 0 && next.IsZero() {
-			delete(t.Sums, col)
-			if len(t.Sums) == 0 {
-				t.Sums = nil
-			}
+		if c.count == 0 && next.IsZero() {
+			c.sum = nil
 		} else {
-			t.Sums[col] = next
+			c.sum = next
 		}
 	}
 	// Multisets: values (min, max, distinct) and (time, value) pairs
 	// (first, last).
-	for _, ms := range []struct {
-		cols   []string
-		set    *map[string]map[string]int64
-		prefix string
-		timed  bool
-	}{{sc.vals, &t.Values, accVals, false}, {sc.timed, &t.Timed, accTimed, true}} {
-		for _, col := range ms.cols {
+	for _, timed := range [...]bool{false, true} {
+		cols := sc.vals
+		if timed {
+			cols = sc.timed
+		}
+		for _, col := range cols {
 			v, err := usable(col)
 			if err != nil {
 				return err
@@ -230,32 +222,36 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 			if err != nil {
 				return bad(col, v, err.Error())
 			}
-			if ms.timed {
+			ms := &t.col(col).vals
+			if timed {
+				ms = &t.col(col).timed
 				k = timedKey(at, k)
 			}
-			if bumpSet(t, ms.set, ms.prefix, col, k, sign) {
+			if ms.bump(k, sign) {
 				continue
 			}
-			if sign < 0 && retractNumber(t, ms.set, ms.prefix, col, v, at, ms.timed) {
+			if sign < 0 && retractNumber(ms, v, at, timed) {
 				continue
 			}
 			stats.Unmatched++
 		}
 	}
 	if t.Rows == 0 {
-		t.Counts, t.Sums, t.NonFinite, t.Values, t.Timed, t.enc = nil, nil, nil, nil, nil, nil
+		t.cols = nil
+	} else {
+		t.prune()
 	}
 	return nil
 }
 
 // retractNumber retracts a number that was added under another numeric
 // type's key (numberKeys): the column's type changed in between.
-func retractNumber(t *Tile, m *map[string]map[string]int64, prefix, col string, v any, at int64, timed bool) bool {
+func retractNumber(ms *multiset, v any, at int64, timed bool) bool {
 	for _, k := range numberKeys(v) {
 		if timed {
 			k = timedKey(at, k)
 		}
-		if (*m)[col][k] > 0 && bumpSet(t, m, prefix, col, k, -1) {
+		if ms.bump(k, -1) {
 			return true
 		}
 	}
@@ -266,56 +262,6 @@ func retractNumber(t *Tile, m *map[string]map[string]int64, prefix, col string, 
 // offset to be non-negative, "|", the tagged value.
 func timedKey(at int64, tagged string) string {
 	return fmt.Sprintf("%020d|%s", uint64(at)+1<<63, tagged)
-}
-
-func bump(m *map[string]int64, k string, by int64) {
-	if *m == nil {
-		*m = map[string]int64{}
-	}
-	if n := (*m)[k] + by; n != 0 {
-		(*m)[k] = n
-	} else {
-		delete(*m, k)
-		if len(*m) == 0 {
-			*m = nil
-		}
-	}
-}
-
-// bumpSet changes a multiset entry (and its stored form); it refuses
-// (false) to take a multiplicity below zero.
-func bumpSet(t *Tile, m *map[string]map[string]int64, prefix, col, k string, by int64) bool {
-	if *m == nil {
-		*m = map[string]map[string]int64{}
-	}
-	set := (*m)[col]
-	if set == nil {
-		if by < 0 {
-			if len(*m) == 0 {
-				*m = nil
-			}
-			return false
-		}
-		set = map[string]int64{}
-		(*m)[col] = set
-	}
-	n := set[k] + by
-	switch {
-	case n < 0:
-		return false
-	case n == 0:
-		delete(set, k)
-		if len(set) == 0 {
-			delete(*m, col)
-			if len(*m) == 0 {
-				*m = nil
-			}
-		}
-	default:
-		set[k] = n
-	}
-	t.setEncoded(prefix+col, k, n)
-	return true
 }
 
 func (g *Group) trim(st *State, h int64) {

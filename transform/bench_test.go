@@ -60,6 +60,7 @@ type benchWorld struct {
 	lsn   uint64
 	clock time.Time // commit time of the last change
 	ups   []Update
+	dirty map[sink.Key]*State // records changed since the last write, when not nil
 }
 
 func newBenchWorld(b *testing.B) *benchWorld {
@@ -168,15 +169,24 @@ func (w *benchWorld) apply(b *testing.B, ev *change.Event) {
 		if err := u.Group.Apply(st, u, &w.stats); err != nil {
 			b.Fatal(err)
 		}
+		if w.dirty != nil {
+			w.dirty[u.Key] = st
+		}
 	}
 }
 
 // BenchmarkApply plans and applies inserts, updates and deletes to the
 // card_activity records of benchEntities cards (records in memory: no
 // store, no encoding). One iteration applies benchApplyChanges changes.
-func BenchmarkApply(b *testing.B) {
-	w := newBenchWorld(b)
+func BenchmarkApply(b *testing.B) { runApply(b, newBenchWorld(b), 0) }
+
+// runApply applies benchApplyChanges changes per iteration; with batch > 0
+// it renders the records each batch of that many changed as sink bins.
+func runApply(b *testing.B, w *benchWorld, batch int) {
 	evs := make([]change.Event, benchApplyChanges)
+	if batch > 0 {
+		w.dirty = map[sink.Key]*State{}
+	}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
@@ -186,6 +196,12 @@ func BenchmarkApply(b *testing.B) {
 		b.StartTimer()
 		for j := range evs {
 			w.apply(b, &evs[j])
+			if batch > 0 && ((j+1)%batch == 0 || j == len(evs)-1) {
+				for k, st := range w.dirty {
+					st.Bins()
+					delete(w.dirty, k)
+				}
+			}
 		}
 	}
 	b.StopTimer()
@@ -245,4 +261,26 @@ func BenchmarkStateBins(b *testing.B) {
 			b.Fatal(err)
 		}
 	})
+}
+
+// BenchmarkApplyWrite is BenchmarkApply as the runtime does it: changes in
+// batches of 1,000, and after each batch every record the batch changed is
+// rendered as sink bins (what a store write costs tilefeed, the store's
+// own encoding aside). heap_KB/entity is the heap the records hold after
+// the run, per entity: what a record costs in the cache.
+func BenchmarkApplyWrite(b *testing.B) {
+	w := newBenchWorld(b)
+	for _, st := range w.states {
+		st.Bins() // as records are after their first write
+	}
+	runApply(b, w, 1000)
+	var with, without runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&with)
+	n := len(w.states)
+	w.states = nil
+	runtime.GC()
+	runtime.ReadMemStats(&without)
+	b.ReportMetric(float64(with.HeapAlloc-without.HeapAlloc)/1024/float64(n), "heap_KB/entity")
+	runtime.KeepAlive(w)
 }

@@ -336,7 +336,7 @@ func describeState(st *State) []string {
 	sort.Slice(sizes, func(i, j int) bool { return sizes[i] < sizes[j] })
 	for _, size := range sizes {
 		for _, start := range sortedStarts(st.Scales[size]) {
-			t := st.Scales[size][start]
+			t := st.Scales[size][start].view()
 			label := "lifetime"
 			if size > 0 {
 				label = fmt.Sprintf("%v tile @%s", time.Duration(size)*time.Second, offsetOf(time.Unix(start, 0)))
@@ -349,32 +349,40 @@ func describeState(st *State) []string {
 
 func describeTile(t *Tile) string {
 	parts := []string{fmt.Sprintf("n=%d", t.Rows)}
-	for _, c := range sortedKeys(t.Counts) {
-		parts = append(parts, fmt.Sprintf("c:%s=%d", c, t.Counts[c]))
+	for _, c := range t.cols {
+		if c.count != 0 {
+			parts = append(parts, fmt.Sprintf("c:%s=%d", c.name, c.count))
+		}
 	}
-	for _, c := range sortedKeys(t.Sums) {
-		parts = append(parts, fmt.Sprintf("s:%s=%s", c, t.Sums[c].Text('f')))
+	for _, c := range t.cols {
+		if c.sum != nil {
+			parts = append(parts, fmt.Sprintf("s:%s=%s", c.name, c.sum.Text('f')))
+		}
 	}
-	for _, c := range sortedKeys(t.Values) {
-		parts = append(parts, fmt.Sprintf("v:%s=%s", c, describeMultiset(t.Values[c], false)))
+	for _, c := range t.cols {
+		if len(c.vals) > 0 {
+			parts = append(parts, fmt.Sprintf("v:%s=%s", c.name, describeMultiset(c.vals, false)))
+		}
 	}
-	for _, c := range sortedKeys(t.Timed) {
-		parts = append(parts, fmt.Sprintf("l:%s=%s", c, describeMultiset(t.Timed[c], true)))
+	for _, c := range t.cols {
+		if len(c.timed) > 0 {
+			parts = append(parts, fmt.Sprintf("l:%s=%s", c.name, describeMultiset(c.timed, true)))
+		}
 	}
 	return strings.Join(parts, " ")
 }
 
-func describeMultiset(m map[string]int64, timed bool) string {
+func describeMultiset(m multiset, timed bool) string {
 	parts := make([]string, 0, len(m))
-	for _, k := range sortedKeys(m) {
-		label := k
+	for _, e := range m {
+		label := e.key
 		if timed {
-			ts, v, _ := strings.Cut(k, "|")
+			ts, v, _ := strings.Cut(e.key, "|")
 			n, _ := strconv.ParseUint(ts, 10, 64)
 			label = "@" + offsetOf(time.UnixMicro(int64(n-1<<63))) + "|" + v
 		}
-		if m[k] != 1 {
-			label += fmt.Sprintf("×%d", m[k])
+		if e.n != 1 {
+			label += fmt.Sprintf("×%d", e.n)
 		}
 		parts = append(parts, label)
 	}

@@ -43,7 +43,7 @@ func (g *Group) window(st *State, a Aggregation, nowSec int64) []*Tile {
 	all := st.Scales[size]
 	if size == 0 {
 		if t := all[0]; t != nil {
-			return []*Tile{t}
+			return []*Tile{t.view()}
 		}
 		return nil
 	}
@@ -52,7 +52,7 @@ func (g *Group) window(st *State, a Aggregation, nowSec int64) []*Tile {
 	var out []*Tile
 	for start, t := range all {
 		if start >= lo && start <= c {
-			out = append(out, t)
+			out = append(out, t.view())
 		}
 	}
 	return out
@@ -66,7 +66,7 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 			if a.Column == "" {
 				n += t.Rows
 			} else {
-				n += t.Counts[a.Column]
+				n += t.count(a.Column)
 			}
 		}
 		return n
@@ -75,14 +75,16 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 		var n int64
 		var nonFinite [3]int64
 		for _, t := range tiles {
-			if s := t.Sums[a.Column]; s != nil {
-				decimalCtx.Add(sum, sum, s)
+			c := t.colAt(a.Column)
+			if c == nil {
+				continue
 			}
-			n += t.Counts[a.Column]
-			if nf := t.NonFinite[a.Column]; nf != nil {
-				for i := range nf {
-					nonFinite[i] += nf[i]
-				}
+			if c.sum != nil {
+				decimalCtx.Add(sum, sum, c.sum)
+			}
+			n += c.count
+			for i, k := range c.nonFinite {
+				nonFinite[i] += k
 			}
 		}
 		if a.Function == "avg" && n == 0 {
@@ -107,8 +109,8 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 	case "min", "max", "days_since_last":
 		var best any
 		for _, t := range tiles {
-			for k := range t.Values[a.Column] {
-				v, err := decodeValue(k)
+			for _, e := range t.values(a.Column) {
+				v, err := decodeValue(e.key)
 				if err != nil {
 					continue
 				}
@@ -133,18 +135,24 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 	case "distinct":
 		seen := map[string]bool{}
 		for _, t := range tiles {
-			for k := range t.Values[a.Column] {
-				seen[distinctKey(k)] = true
+			for _, e := range t.values(a.Column) {
+				seen[distinctKey(e.key)] = true
 			}
 		}
 		return int64(len(seen))
 	case "first", "last":
 		var best string
 		for _, t := range tiles {
-			for k := range t.Timed[a.Column] {
-				if best == "" || (a.Function == "last" && k > best) || (a.Function == "first" && k < best) {
-					best = k
-				}
+			ms := t.timedValues(a.Column)
+			if len(ms) == 0 {
+				continue
+			}
+			k := ms[0].key // sorted: the first and the last are at the ends
+			if a.Function == "last" {
+				k = ms[len(ms)-1].key
+			}
+			if best == "" || (a.Function == "last" && k > best) || (a.Function == "first" && k < best) {
+				best = k
 			}
 		}
 		if best == "" {

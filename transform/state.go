@@ -2,6 +2,7 @@ package transform
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -30,24 +31,6 @@ type State struct {
 	Row map[string]any
 }
 
-// Tile holds the partial aggregates of the rows whose event time falls in
-// [start, start+size).
-type Tile struct {
-	Rows   int64                   // rows (count)
-	Counts map[string]int64        // column → non-NULL values
-	Sums   map[string]*apd.Decimal // column → exact sum of the finite values
-	// NonFinite counts a summed column's NaN, Infinity and -Infinity
-	// values, which a decimal sum cannot hold and a retraction must be
-	// able to take back.
-	NonFinite map[string]*[3]int64        // column → [NaN, Infinity, -Infinity]
-	Values    map[string]map[string]int64 // column → tagged value → multiplicity
-	Timed     map[string]map[string]int64 // column → timedKey → multiplicity
-	// enc holds each multiset's stored form ("v:col", "l:col" → map),
-	// kept in step with Values and Timed, so a large multiset is not
-	// rebuilt on every write of its record.
-	enc map[string]map[any]any
-}
-
 // PosIn returns the position of the last change of stream applied.
 func (s *State) PosIn(stream string) change.Position {
 	if stream == "" {
@@ -65,10 +48,6 @@ func (s *State) setPos(stream string, p change.Position) {
 		s.Streams = map[string]change.Position{}
 	}
 	s.Streams[stream] = p
-}
-
-func (t *Tile) empty() bool {
-	return t.Rows == 0 && len(t.Counts) == 0 && len(t.Sums) == 0 && len(t.NonFinite) == 0 && len(t.Values) == 0 && len(t.Timed) == 0
 }
 
 // IsEmpty reports whether the state holds no row and no tile.
@@ -133,73 +112,9 @@ func (s *State) Bins() map[string]any {
 	}
 	bins[binKey] = key
 	for size, tiles := range s.Scales {
-		m := make(map[any]any, len(tiles))
-		for start, t := range tiles {
-			m[start] = t.encode()
-		}
-		bins[scaleBin(size)] = m
+		bins[scaleBin(size)] = encodeScale(tiles)
 	}
 	return bins
-}
-
-func (t *Tile) encode() map[any]any {
-	m := map[any]any{}
-	if t.Rows != 0 {
-		m[accRows] = t.Rows
-	}
-	for c, n := range t.Counts {
-		m[accCount+c] = n
-	}
-	for c, d := range t.Sums {
-		m[accSum+c] = d.Text('f')
-	}
-	for c, n := range t.NonFinite {
-		for i, pre := range nonFinitePrefixes {
-			if n[i] != 0 {
-				m[pre+c] = n[i]
-			}
-		}
-	}
-	for c, vals := range t.Values {
-		m[accVals+c] = t.encoded(accVals+c, vals)
-	}
-	for c, vals := range t.Timed {
-		m[accTimed+c] = t.encoded(accTimed+c, vals)
-	}
-	return m
-}
-
-// encoded returns the stored form of a multiset, building it once.
-func (t *Tile) encoded(name string, vals map[string]int64) map[any]any {
-	if e, ok := t.enc[name]; ok {
-		return e
-	}
-	e := make(map[any]any, len(vals))
-	for k, n := range vals {
-		e[k] = n
-	}
-	if t.enc == nil {
-		t.enc = map[string]map[any]any{}
-	}
-	t.enc[name] = e
-	return e
-}
-
-// setEncoded mirrors one multiset entry change into the stored form, when
-// it has been built.
-func (t *Tile) setEncoded(name, k string, n int64) {
-	e, ok := t.enc[name]
-	if !ok {
-		return
-	}
-	if n == 0 {
-		delete(e, k)
-		if len(e) == 0 {
-			delete(t.enc, name)
-		}
-		return
-	}
-	e[k] = n
 }
 
 // DecodeState decodes the bins of a stored record. Bins not named like
@@ -265,9 +180,21 @@ func DecodeState(bins map[string]any) (*State, error) {
 }
 
 func (s *State) decodeScale(size int64, v any) error {
+	if s.Scales == nil {
+		s.Scales = map[int64]map[int64]*Tile{}
+	}
+	if blob, ok := v.([]byte); ok {
+		tiles, err := decodeScale(blob)
+		if err != nil {
+			return err
+		}
+		s.Scales[size] = tiles
+		return nil
+	}
+	// The layout before scale blobs (a map of tile maps), still read.
 	m, ok := v.(map[any]any)
 	if !ok {
-		return fmt.Errorf("not a map")
+		return fmt.Errorf("neither a scale blob nor a map of tiles")
 	}
 	tiles := make(map[int64]*Tile, len(m))
 	for k, tv := range m {
@@ -276,103 +203,81 @@ func (s *State) decodeScale(size int64, v any) error {
 		if !ok || !ok2 {
 			return fmt.Errorf("tile %v is malformed", k)
 		}
-		t := &Tile{}
-		for ak, av := range tm {
-			name, _ := ak.(string)
-			var err error
-			switch {
-			case name == accRows:
-				t.Rows, err = asInt(av)
-			case strings.HasPrefix(name, accCount):
-				var n int64
-				n, err = asInt(av)
-				setCount(&t.Counts, name[len(accCount):], n)
-			case strings.HasPrefix(name, accSum):
-				str, _ := av.(string)
-				var d *apd.Decimal
-				d, _, err = apd.NewFromString(str)
-				if err == nil {
-					if t.Sums == nil {
-						t.Sums = map[string]*apd.Decimal{}
-					}
-					t.Sums[name[len(accSum):]] = d
-				}
-			case strings.HasPrefix(name, accNaN), strings.HasPrefix(name, accPosInf), strings.HasPrefix(name, accNegInf):
-				var n int64
-				n, err = asInt(av)
-				for i, pre := range nonFinitePrefixes {
-					if col, ok := strings.CutPrefix(name, pre); ok {
-						t.nonFinite(col)[i] = n
-					}
-				}
-			case strings.HasPrefix(name, accVals):
-				err = t.decodeMultiset(&t.Values, name, name[len(accVals):], av)
-			case strings.HasPrefix(name, accTimed):
-				err = t.decodeMultiset(&t.Timed, name, name[len(accTimed):], av)
-			}
-			if err != nil {
-				return fmt.Errorf("tile %d entry %s: %w", start, name, err)
-			}
+		t, err := decodeTileMap(tm)
+		if err != nil {
+			return fmt.Errorf("tile %d %w", start, err)
 		}
 		tiles[start] = t
-	}
-	if s.Scales == nil {
-		s.Scales = map[int64]map[int64]*Tile{}
 	}
 	s.Scales[size] = tiles
 	return nil
 }
 
-// nonFinitePrefixes are the entry prefixes of Tile.NonFinite's counts, in
-// its order.
+// nonFinitePrefixes are the entry prefixes of a tile map's counts of NaN,
+// Infinity and -Infinity, in tileCol.nonFinite's order.
 var nonFinitePrefixes = [3]string{accNaN, accPosInf, accNegInf}
 
-// nonFinite returns the counts of col's non-finite values, creating them.
-func (t *Tile) nonFinite(col string) *[3]int64 {
-	if t.NonFinite == nil {
-		t.NonFinite = map[string]*[3]int64{}
+// decodeTileMap reads a tile of the layout before tile blobs (a map of
+// entries), open.
+func decodeTileMap(tm map[any]any) (*Tile, error) {
+	t := &Tile{}
+	for ak, av := range tm {
+		name, _ := ak.(string)
+		var err error
+		switch {
+		case name == accRows:
+			t.Rows, err = asInt(av)
+		case strings.HasPrefix(name, accCount):
+			t.col(name[len(accCount):]).count, err = asInt(av)
+		case strings.HasPrefix(name, accSum):
+			str, _ := av.(string)
+			var d *apd.Decimal
+			if d, _, err = apd.NewFromString(str); err == nil {
+				t.col(name[len(accSum):]).sum = d
+			}
+		case strings.HasPrefix(name, accNaN), strings.HasPrefix(name, accPosInf), strings.HasPrefix(name, accNegInf):
+			var n int64
+			n, err = asInt(av)
+			for i, pre := range nonFinitePrefixes {
+				if col, ok := strings.CutPrefix(name, pre); ok {
+					t.col(col).nonFinite[i] = n
+				}
+			}
+		case strings.HasPrefix(name, accVals):
+			var ms multiset
+			if ms, err = decodeMultisetMap(av); err == nil {
+				t.col(name[len(accVals):]).vals = ms
+			}
+		case strings.HasPrefix(name, accTimed):
+			var ms multiset
+			if ms, err = decodeMultisetMap(av); err == nil {
+				t.col(name[len(accTimed):]).timed = ms
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("entry %s: %w", name, err)
+		}
 	}
-	n := t.NonFinite[col]
-	if n == nil {
-		n = &[3]int64{}
-		t.NonFinite[col] = n
-	}
-	return n
+	t.prune()
+	return t, nil
 }
 
-func setCount(m *map[string]int64, k string, n int64) {
-	if *m == nil {
-		*m = map[string]int64{}
-	}
-	(*m)[k] = n
-}
-
-func (t *Tile) decodeMultiset(dst *map[string]map[string]int64, name, col string, v any) error {
+func decodeMultisetMap(v any) (multiset, error) {
 	m, ok := v.(map[any]any)
 	if !ok {
-		return fmt.Errorf("not a map")
+		return nil, fmt.Errorf("not a map")
 	}
-	if len(m) > 0 {
-		// The stored form as read is the stored form to write back.
-		if t.enc == nil {
-			t.enc = map[string]map[any]any{}
-		}
-		t.enc[name] = m
-	}
-	vals := make(map[string]int64, len(m))
+	ms := make(multiset, 0, len(m))
 	for k, n := range m {
 		ks, ok := k.(string)
 		c, err := asInt(n)
-		if !ok || err != nil {
-			return fmt.Errorf("multiset entry %v is malformed", k)
+		if !ok || err != nil || c <= 0 {
+			return nil, fmt.Errorf("multiset entry %v is malformed", k)
 		}
-		vals[ks] = c
+		ms = append(ms, msEntry{ks, c})
 	}
-	if *dst == nil {
-		*dst = map[string]map[string]int64{}
-	}
-	(*dst)[col] = vals
-	return nil
+	slices.SortFunc(ms, func(a, b msEntry) int { return strings.Compare(a.key, b.key) })
+	return ms, nil
 }
 
 func asInt(v any) (int64, error) {
@@ -415,4 +320,40 @@ func DecodePositions(v any) (map[string]change.Position, error) {
 		out[name] = change.Position{LSN: uint64(n[0]), Seq: uint64(n[1]), Ordinal: uint32(n[2])}
 	}
 	return out, nil
+}
+
+// MemSize is about how many bytes the state holds in memory: its tiles
+// (stored form, or more while open), projected row and key. The runtime's
+// cache is bounded by it (cache.max.bytes).
+func (s *State) MemSize() int {
+	n := 200 + 16*len(s.Streams)
+	for _, k := range s.Key {
+		n += 16 + len(k)
+	}
+	for _, v := range s.Row {
+		n += 48 + valueSize(v)
+	}
+	for _, tiles := range s.Scales {
+		n += 64
+		for _, t := range tiles {
+			n += t.memSize()
+		}
+	}
+	return n
+}
+
+func valueSize(v any) int {
+	switch x := v.(type) {
+	case string:
+		return len(x)
+	case []byte:
+		return len(x)
+	case []any:
+		n := 24
+		for _, e := range x {
+			n += 16 + valueSize(e)
+		}
+		return n
+	}
+	return 8
 }

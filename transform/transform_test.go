@@ -397,10 +397,10 @@ func TestDecodeState(t *testing.T) {
 	if st.Pos != pos(5, 2) || st.Updated != 7 || !reflect.DeepEqual(st.Key, []string{"7"}) || st.Row["status"] != "open" || len(st.Row) != 1 {
 		t.Errorf("decoded %+v", st)
 	}
-	if tile := st.Scales[60][120]; tile == nil || tile.Rows != 1 || tile.Sums["amount"].Text('f') != "2.5" || tile.Values["amount"]["d:2.5"] != 1 {
+	if tile := st.Scales[60][120]; tile == nil || tile.Rows != 1 || tile.sum("amount").Text('f') != "2.5" || tile.values("amount").get("d:2.5") != 1 {
 		t.Errorf("decoded tile %+v", st.Scales[60][120])
 	}
-	if st.Scales[0][0].Timed["m"]["09223372036854775808|s:a"] != 1 {
+	if st.Scales[0][0].timedValues("m").get("09223372036854775808|s:a") != 1 {
 		t.Errorf("decoded lifetime tile %+v", st.Scales[0][0])
 	}
 
@@ -621,7 +621,7 @@ func TestNonFiniteNumbers(t *testing.T) {
 			}
 		}
 	}
-	if st := h.state("tx", "7"); st != nil && len(st.Scales[0][0].NonFinite) != 0 {
+	if st := h.state("tx", "7"); st != nil && st.Scales[0][0].view().nonFinite("amount") != [3]int64{} {
 		t.Errorf("non-finite counts left after every non-finite row left: %v", describeState(st))
 	}
 }
@@ -653,7 +653,7 @@ func TestNumberTypeChange(t *testing.T) {
 	if got["distinct"] != "i:1" || got["max"] != "d:1" || got["last"] != "d:1" {
 		t.Errorf("after retracting old rows in the new type: %v, want distinct 1, max 1, last 1", got)
 	}
-	if st := h.state("tx", "7"); len(st.Scales[0][0].Values["amount"]) != 1 {
+	if st := h.state("tx", "7"); len(st.Scales[0][0].view().values("amount")) != 1 {
 		t.Errorf("stale values left: %v", describeState(st))
 	}
 }
