@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -40,10 +42,13 @@ type Store interface {
 
 // Options tune a Runtime.
 type Options struct {
-	BatchMax       int
-	QueueMax       int
-	CacheEntities  int           // most records in the cache
-	CacheBytes     int           // most bytes of records in the cache (State.MemSize)
+	BatchMax      int
+	QueueMax      int
+	CacheEntities int // most records in the cache
+	CacheBytes    int // most bytes of records in the cache (State.MemSize)
+	// ApplyWorkers is how many goroutines apply a batch and render its
+	// records, each taking a share of the records; 0 means GOMAXPROCS.
+	ApplyWorkers   int
 	IdleCheckpoint time.Duration // how often progress on an idle stream is made durable
 	// StopTimeout bounds the final batch after a stop was asked for.
 	StopTimeout time.Duration
@@ -539,48 +544,13 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 	if err != nil {
 		return nil, err
 	}
-	// Each record's position in each stream before this batch: updates at
-	// or before it are in the record already.
-	type keyStream struct {
-		key    sink.Key
-		stream string
-	}
-	loaded := make(map[keyStream]change.Position, len(entries))
 	res := &outcome{stats: map[string]transform.Stats{}, records: map[string]int64{}}
-	dirty := make([]*entry, 0, len(entries))
-	isDirty := make(map[*entry]bool, len(entries))
-	for i := range updates {
-		u := &updates[i]
-		e := entries[u.Key]
-		ks := keyStream{u.Key, u.Stream}
-		before, ok := loaded[ks]
-		if !ok {
-			before = e.state.PosIn(u.Stream)
-			loaded[ks] = before
-		}
-		if !before.Less(u.Pos) {
-			continue // already in the stored record: replayed after a crash
-		}
-		st := res.stats[u.Group.Name]
-		if err := u.Group.Apply(e.state, u, &st); err != nil {
-			r.dropAll(entries)
-			return nil, fmt.Errorf("%w: %w", ErrFatal, err)
-		}
-		res.stats[u.Group.Name] = st
-		if !isDirty[e] {
-			isDirty[e] = true
-			dirty = append(dirty, e)
-		}
+	dirty, recs, err := r.applyAll(updates, entries, res)
+	if err != nil {
+		r.dropAll(entries)
+		return nil, err
 	}
-	recs := make([]sink.Record, len(dirty), len(dirty)+len(deadLetters))
-	for i, e := range dirty {
-		ttl := r.engine.Group(e.key.Set).TTL
-		if e.state.IsEmpty() && (ttl == 0 || ttl > tombstoneTTL) {
-			ttl = tombstoneTTL
-		}
-		recs[i] = sink.Record{Key: e.key, Gen: e.gen, TTL: ttl, Bins: e.state.Bins()}
-		res.records[e.key.Set]++
-	}
+	recs = slices.Grow(recs, len(deadLetters)+1)
 	// Dead letters are keyed by position, so a replay rewrites the same
 	// records: they expect nothing (Gen 0) only the first time.
 	dl, err := r.freshDeadLetters(ctx, deadLetters)
@@ -646,6 +616,126 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 		return nil, err
 	}
 	return res, nil
+}
+
+// applyAll applies updates to the entries and renders the records they
+// changed, on up to GOMAXPROCS workers: the updates are split by record,
+// so each record's updates stay in order on one worker. dirty[i] is the
+// entry recs[i] renders.
+func (r *Runtime) applyAll(updates []transform.Update, entries map[sink.Key]*entry, res *outcome) (dirty []*entry, recs []sink.Record, err error) {
+	workers := r.opts.ApplyWorkers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), maxApplyWorkers)
+	}
+	workers = min(workers, 255, max(1, len(updates)/minUpdatesPerWorker))
+	if workers <= 1 {
+		w := r.applyPart(updates, entries, nil, 0, 1)
+		mergeOutcome(res, w)
+		return w.dirty, w.recs, w.err
+	}
+	// Each worker takes the updates of the records whose key hashes to it.
+	owner := make([]uint8, len(updates))
+	seed := maphash.MakeSeed()
+	for i := range updates {
+		k := &updates[i].Key
+		owner[i] = uint8(maphash.String(seed, k.Set+"\x00"+k.ID) % uint64(workers))
+	}
+	parts := make([]*applyResult, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			parts[w] = r.applyPart(updates, entries, owner, uint8(w), workers)
+		}()
+	}
+	wg.Wait()
+	for _, p := range parts {
+		if p.err != nil && err == nil {
+			err = p.err
+		}
+		mergeOutcome(res, p)
+		dirty = append(dirty, p.dirty...)
+		recs = append(recs, p.recs...)
+	}
+	return dirty, recs, err
+}
+
+const (
+	maxApplyWorkers = 8 // by default
+	// minUpdatesPerWorker keeps small batches on one goroutine, where
+	// starting workers would cost more than it saves.
+	minUpdatesPerWorker = 256
+)
+
+// applyResult is what one worker of applyAll did.
+type applyResult struct {
+	dirty   []*entry
+	recs    []sink.Record
+	stats   map[string]transform.Stats
+	records map[string]int64
+	err     error
+}
+
+// applyPart applies the updates owner gives to worker w (all of them when
+// owner is nil) and renders the records they changed.
+func (r *Runtime) applyPart(updates []transform.Update, entries map[sink.Key]*entry, owner []uint8, w uint8, workers int) *applyResult {
+	res := &applyResult{stats: map[string]transform.Stats{}, records: map[string]int64{}}
+	// Each record's position in each stream before this batch: updates at
+	// or before it are in the record already.
+	type keyStream struct {
+		key    sink.Key
+		stream string
+	}
+	loaded := make(map[keyStream]change.Position, len(entries)/workers)
+	isDirty := make(map[*entry]bool, len(entries)/workers)
+	for i := range updates {
+		if owner != nil && owner[i] != w {
+			continue
+		}
+		u := &updates[i]
+		e := entries[u.Key]
+		ks := keyStream{u.Key, u.Stream}
+		before, ok := loaded[ks]
+		if !ok {
+			before = e.state.PosIn(u.Stream)
+			loaded[ks] = before
+		}
+		if !before.Less(u.Pos) {
+			continue // already in the stored record: replayed after a crash
+		}
+		st := res.stats[u.Group.Name]
+		if err := u.Group.Apply(e.state, u, &st); err != nil {
+			res.err = fmt.Errorf("%w: %w", ErrFatal, err)
+			return res
+		}
+		res.stats[u.Group.Name] = st
+		if !isDirty[e] {
+			isDirty[e] = true
+			res.dirty = append(res.dirty, e)
+		}
+	}
+	res.recs = make([]sink.Record, len(res.dirty))
+	for i, e := range res.dirty {
+		ttl := r.engine.Group(e.key.Set).TTL
+		if e.state.IsEmpty() && (ttl == 0 || ttl > tombstoneTTL) {
+			ttl = tombstoneTTL
+		}
+		res.recs[i] = sink.Record{Key: e.key, Gen: e.gen, TTL: ttl, Bins: e.state.Bins()}
+		res.records[e.key.Set]++
+	}
+	return res
+}
+
+func mergeOutcome(res *outcome, p *applyResult) {
+	for g, st := range p.stats {
+		sum := res.stats[g]
+		sum.Unmatched += st.Unmatched
+		res.stats[g] = sum
+	}
+	for g, n := range p.records {
+		res.records[g] += n
+	}
 }
 
 // outcome is what one durable batch did, per feature group.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
@@ -26,6 +27,7 @@ import (
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/connector/postgres"
+	"github.com/tilefeed/tilefeed/integration/pgcluster"
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/sink/embedded"
@@ -64,7 +66,7 @@ func BenchmarkBacklog(b *testing.B) {
 	var changes int64
 	var peakKB, anonKB, storeBytes int64
 	var busy storeBusy
-	var ownCPU, walsenderCPU time.Duration
+	var ownCPU, walsenderCPU, refElapsed time.Duration
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		conn, db := benchDB(b)
@@ -76,12 +78,16 @@ func BenchmarkBacklog(b *testing.B) {
 		insertSync(b, conn, 0)
 		waitFound(b, r, 0, time.Minute)
 		r.stop(b)
+		// The reference: pg_recvlogical on a second pgoutput slot made
+		// now, which holds the same backlog.
+		execSQL(b, conn, "SELECT pg_create_logical_replication_slot('bench_ref', 'pgoutput')")
 
 		loadStart := time.Now()
 		want := loadBacklog(b, conn)
 		insertSync(b, conn, 1)
 		want++
 		b.Logf("backlog of %d changes committed in %s", want, time.Since(loadStart).Round(time.Millisecond))
+		refElapsed += recvlogical(b, conn, db, "bench_ref", c.Postgres.PublicationName)
 
 		debug.FreeOSMemory() // collects first
 		hwm := resetPeakRSS()
@@ -124,7 +130,11 @@ func BenchmarkBacklog(b *testing.B) {
 		dropSlot(b, conn, c.Postgres.SlotName)
 	}
 	n := float64(b.N)
-	b.ReportMetric(float64(changes)/elapsed.Seconds(), "changes/s")
+	rate, ref := float64(changes)/elapsed.Seconds(), float64(changes)/refElapsed.Seconds()
+	b.ReportMetric(rate, "changes/s")
+	b.ReportMetric(ref, "pg_recvlogical_changes/s")
+	b.ReportMetric(rate/ref, "x_pg_recvlogical")
+	b.ReportMetric(loadAverage(), "loadavg_1m")
 	b.ReportMetric(float64(changes)/n, "changes")
 	b.ReportMetric(elapsed.Seconds()/n, "catchup_s")
 	b.ReportMetric(float64(peakKB)/1024, "peak_rss_MB")
@@ -197,6 +207,49 @@ func BenchmarkLatency(b *testing.B) {
 }
 
 func lsnText(lsn uint64) string { return pglogrepl.LSN(lsn).String() }
+
+// recvlogical reads slot to the current end of the WAL with pg_recvlogical
+// (pgoutput, as tilefeed reads it; output to /dev/null), drops the slot
+// and returns how long the read took: what reading the backlog alone
+// costs, the reference for tilefeed's catch-up.
+func recvlogical(b *testing.B, conn *pgx.Conn, db, slot, publication string) time.Duration {
+	b.Helper()
+	ctx := context.Background()
+	var end string
+	if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&end); err != nil {
+		b.Fatal(err)
+	}
+	bin, err := pgcluster.BinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(bin, "pg_recvlogical"), "-d", cluster.ConnString(db), "--slot", slot, "--start",
+		"--endpos", end, "--no-loop", "-F", "0", "-o", "proto_version=1", "-o", "publication_names="+publication, "-f", "/dev/null")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("pg_recvlogical: %v\n%s", err, out)
+	}
+	d := time.Since(start)
+	execSQL(b, conn, "SELECT pg_drop_replication_slot('"+slot+"')")
+	return d
+}
+
+// loadAverage is the machine's 1-minute load average (/proc/loadavg).
+func loadAverage() float64 {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f, _ := strconv.ParseFloat(strings.Fields(string(data))[0], 64)
+	return f
+}
+
+func execSQL(b *testing.B, conn *pgx.Conn, sql string) {
+	b.Helper()
+	if _, err := conn.Exec(context.Background(), sql); err != nil {
+		b.Fatalf("%s: %v", sql, err)
+	}
+}
 
 // benchDB creates a database with the test schema (newDB, for a B).
 func benchDB(b *testing.B) (*pgx.Conn, string) {

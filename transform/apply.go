@@ -27,6 +27,7 @@ var decimalCtx = apd.BaseContext.WithPrecision(0)
 func (g *Group) Apply(st *State, u *Update, stats *Stats) error {
 	h := max(st.Updated, u.Commit)
 	st.Updated = h
+	st.size = 0
 	if len(g.scales) > 0 {
 		if u.Old != nil {
 			if err := g.contribute(st, u, u.Old, u.OldAt, -1, h, stats); err != nil {
@@ -123,7 +124,7 @@ func (g *Group) contribute(st *State, u *Update, row change.Row, at int64, sign 
 				stats.Unmatched++
 				continue
 			}
-			t = &Tile{}
+			t = &Tile{open: true}
 			tiles[start] = t
 		}
 		if sign < 0 && t.Rows <= 0 {

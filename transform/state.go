@@ -29,6 +29,8 @@ type State struct {
 	Scales map[int64]map[int64]*Tile
 	// Row holds the projected columns; nil when the entity has no row.
 	Row map[string]any
+	// size is MemSize as of the last Bins; 0 once a change was applied.
+	size int
 }
 
 // PosIn returns the position of the last change of stream applied.
@@ -114,6 +116,8 @@ func (s *State) Bins() map[string]any {
 	for size, tiles := range s.Scales {
 		bins[scaleBin(size)] = encodeScale(tiles)
 	}
+	s.size = 0
+	s.size = s.MemSize()
 	return bins
 }
 
@@ -220,7 +224,7 @@ var nonFinitePrefixes = [3]string{accNaN, accPosInf, accNegInf}
 // decodeTileMap reads a tile of the layout before tile blobs (a map of
 // entries), open.
 func decodeTileMap(tm map[any]any) (*Tile, error) {
-	t := &Tile{}
+	t := &Tile{open: true}
 	for ak, av := range tm {
 		name, _ := ak.(string)
 		var err error
@@ -326,6 +330,9 @@ func DecodePositions(v any) (map[string]change.Position, error) {
 // (stored form, or more while open), projected row and key. The runtime's
 // cache is bounded by it (cache.max.bytes).
 func (s *State) MemSize() int {
+	if s.size > 0 {
+		return s.size
+	}
 	n := 200 + 16*len(s.Streams)
 	for _, k := range s.Key {
 		n += 16 + len(k)

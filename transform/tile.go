@@ -14,19 +14,24 @@ import (
 // Tile holds the partial aggregates of the rows whose event time falls in
 // [start, start+size).
 //
-// A tile is in one of two forms: stored (raw: its bytes in the record,
-// docs/record-layout.md "Tile blob") or open (Rows and cols filled). The
-// records in the cache keep their tiles stored, a few bytes per value and
-// one allocation per tile size; Apply opens the tiles a change touches
-// (load) and Bins closes them again, so a write re-encodes only the tiles
-// its batch changed. The open form is slices sorted by column and by key,
-// not maps: tiles are small, and sorted slices encode without sorting.
+// A tile has a stored form (raw: its bytes in the record,
+// docs/record-layout.md "Scale and tile blobs") and an open form (Rows and
+// cols), or both. The records in the cache keep their tiles stored, a few
+// bytes per value and one allocation per tile size; Apply opens the tiles
+// a change touches (load), which drops their stored form, and Bins
+// encodes those again, so a write re-encodes only the tiles its batch
+// changed. A tile a write changed stays open as well until a write of its
+// record leaves it alone: a hot tile (the lifetime one, the newest) is not
+// decoded again at every batch. The open form is slices sorted by column
+// and by key, not maps: tiles are small, and sorted slices encode without
+// sorting.
 type Tile struct {
 	Rows int64     // rows (count)
 	cols []tileCol // by column name
-	// raw is the stored form; while it is set, Rows and cols are not
-	// loaded.
-	raw []byte
+	// raw is the stored form, nil when the open form has changed since
+	// it was encoded.
+	raw  []byte
+	open bool // Rows and cols are loaded
 }
 
 // tileCol is what a tile holds for one column.
@@ -158,24 +163,28 @@ func (t *Tile) timedValues(col string) multiset {
 	return nil
 }
 
-// load opens a stored tile, so that it can be read and changed.
+// load opens the tile to change it; its stored form is then out of date.
 func (t *Tile) load() error {
-	if t.raw == nil {
-		return nil
-	}
-	if err := walkTile(t.raw, t); err != nil {
-		return err
+	if !t.open {
+		if err := walkTile(t.raw, t); err != nil {
+			return err
+		}
+		t.open = true
 	}
 	t.raw = nil
 	return nil
 }
 
-// close returns the tile's stored form, encoding it when it is open, and
-// keeps only that form.
+// close returns the tile's stored form for a write of its record: a tile
+// changed since the last write is encoded and stays open too; one left
+// alone keeps only its stored form.
 func (t *Tile) close() []byte {
 	if t.raw == nil {
 		t.raw = encodeTile(t)
-		t.Rows, t.cols = 0, nil
+		return t.raw
+	}
+	if t.open {
+		t.Rows, t.cols, t.open = 0, nil, false
 	}
 	return t.raw
 }
@@ -183,10 +192,10 @@ func (t *Tile) close() []byte {
 // view returns the tile open, leaving t as it is: t itself when it is
 // open, else a decoded copy (checkTile accepted every stored tile).
 func (t *Tile) view() *Tile {
-	if t.raw == nil {
+	if t.open || t.raw == nil {
 		return t
 	}
-	v := &Tile{}
+	v := &Tile{open: true}
 	if err := walkTile(t.raw, v); err != nil {
 		return &Tile{}
 	}
@@ -199,16 +208,16 @@ const tileOverhead = 80
 
 // memSize is about what the tile costs in memory.
 func (t *Tile) memSize() int {
-	if t.raw != nil {
-		return tileOverhead + len(t.raw)
+	n := tileOverhead + len(t.raw)
+	if !t.open {
+		return n
 	}
-	n := tileOverhead
 	for i := range t.cols {
 		c := &t.cols[i]
-		n += 96 + len(c.name)
+		n += 96 + len(c.name) + 24*(len(c.vals)+len(c.timed))
 		for _, ms := range [...]multiset{c.vals, c.timed} {
 			for _, e := range ms {
-				n += 24 + len(e.key)
+				n += len(e.key)
 			}
 		}
 	}

@@ -90,19 +90,26 @@ func TestOnlyChangedTilesReencoded(t *testing.T) {
 	apply(pos(1, 1), 1, "-30m")
 	apply(pos(2, 1), 2, "-10m")
 	st.Bins()
+	st.Bins() // a write that changed neither tile closes both
 	tiles := st.Scales[60]
 	untouched, touched := tiles[at("-30m").Unix()/60*60], tiles[at("-10m").Unix()/60*60]
 	before := untouched.raw
 	apply(pos(3, 1), 3, "-10m")
-	if touched.raw != nil || untouched.raw == nil {
+	if touched.raw != nil || !touched.open || untouched.raw == nil || untouched.open {
 		t.Fatalf("after a change: touched tile stored %v, untouched stored %v; want open and stored", touched.raw != nil, untouched.raw != nil)
 	}
 	if &untouched.raw[0] != &before[0] {
 		t.Error("the untouched tile was decoded or re-encoded")
 	}
 	st.Bins()
-	if touched.raw == nil || !strings.Contains(describeTile(touched.view()), "n=2") {
-		t.Errorf("touched tile after the write: %s", describeTile(touched.view()))
+	if touched.raw == nil || !touched.open || !strings.Contains(describeTile(touched.view()), "n=2") {
+		t.Errorf("touched tile after the write: stored %v, open %v, %s", touched.raw != nil, touched.open, describeTile(touched.view()))
+	}
+	// A write that leaves it alone closes it; its stored form reads the same.
+	apply(pos(4, 1), 4, "-30m")
+	st.Bins()
+	if touched.open || touched.raw == nil || !strings.Contains(describeTile(touched.view()), "n=2") {
+		t.Errorf("tile left alone by a write: stored %v, open %v, %s", touched.raw != nil, touched.open, describeTile(touched.view()))
 	}
 }
 
