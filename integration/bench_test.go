@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -272,12 +273,13 @@ func benchDB(b *testing.B) (*pgx.Conn, string) {
 	return conn, name
 }
 
-// benchConnector is the tests' connector file with the default batch size
-// (the tests use a small one to cut many batches).
+// benchConnector is the tests' connector file with the default batch and
+// queue sizes (the tests use a small batch to cut many).
 func benchConnector(b *testing.B, db string) *config.Connector {
 	b.Helper()
 	raw := string(connectorJSON(db, filepath.Join(b.TempDir(), "store.db"), "127.0.0.1:0"))
-	const small, large = `"batch.max.changes": 700`, `"batch.max.changes": 5000`
+	const small = `"batch.max.changes": 700`
+	large := fmt.Sprintf(`"batch.max.changes": %d, "queue.max.changes": %d`, config.DefaultBatchMax, config.DefaultQueueMax)
 	if !strings.Contains(raw, small) {
 		b.Fatalf("connectorJSON no longer sets %s", small)
 	}
@@ -709,7 +711,8 @@ func slotCPU(b *testing.B, conn *pgx.Conn, slot string) time.Duration {
 // start until the sentinel inserted right after is readable, which needs
 // the snapshot applied and the stream caught up. It runs with
 // snapshot.max.threads 1 and 2 (chunks of snapshot.fetch.size 10240 rows,
-// written ahead to the store).
+// written ahead to the store). Beside it: the same table read with COPY TO
+// STDOUT (what psql's \copy does), x_copy the ratio, and peak RSS.
 func BenchmarkSnapshot(b *testing.B) {
 	for _, threads := range []int{1, 2} {
 		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) { benchSnapshot(b, threads) })
@@ -718,7 +721,8 @@ func BenchmarkSnapshot(b *testing.B) {
 
 func benchSnapshot(b *testing.B, threads int) {
 	const rows = 1_000_000
-	var elapsed time.Duration
+	var elapsed, copyElapsed time.Duration
+	var peakKB int64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		conn, db := benchDB(b)
@@ -731,10 +735,20 @@ func benchSnapshot(b *testing.B, threads int) {
 		if _, err := conn.Exec(context.Background(), "ANALYZE transactions"); err != nil {
 			b.Fatal(err)
 		}
+		// The reference: the same table copied out (COPY TO STDOUT, as
+		// psql's \copy does), discarded.
+		copyStart := time.Now()
+		if _, err := conn.PgConn().CopyTo(context.Background(), io.Discard, "COPY transactions TO STDOUT"); err != nil {
+			b.Fatal(err)
+		}
+		copyElapsed += time.Since(copyStart)
 		c := benchConnector(b, db)
 		c.Postgres.SnapshotMode = "initial"
 		c.Postgres.SnapshotThreads = threads
 		c.Postgres.SnapshotFetch = 10240
+		debug.FreeOSMemory()
+		hwm := resetPeakRSS()
+		sampler := sampleRSS()
 		b.StartTimer()
 		start := time.Now()
 		r := startBench(b, c, nil)
@@ -746,12 +760,22 @@ func benchSnapshot(b *testing.B, threads int) {
 		}
 		elapsed += time.Since(start)
 		b.StopTimer()
+		peak, _ := sampler()
+		if hwm {
+			peak = max(peak, statusKB("VmHWM"))
+		}
+		peakKB = max(peakKB, peak)
 		if n := r.rt.Status().ChangesTotal; n < rows {
 			b.Fatalf("only %d rows applied", n)
 		}
 		r.stop(b)
 		dropSlot(b, conn, c.Postgres.SlotName)
 	}
-	b.ReportMetric(float64(rows*b.N)/elapsed.Seconds(), "snapshot_rows/s")
+	rate, ref := float64(rows*b.N)/elapsed.Seconds(), float64(rows*b.N)/copyElapsed.Seconds()
+	b.ReportMetric(rate, "snapshot_rows/s")
+	b.ReportMetric(ref, "copy_rows/s")
+	b.ReportMetric(rate/ref, "x_copy")
+	b.ReportMetric(loadAverage(), "loadavg_1m")
 	b.ReportMetric(elapsed.Seconds()/float64(b.N), "snapshot_s")
+	b.ReportMetric(float64(peakKB)/1024, "peak_rss_MB")
 }
