@@ -18,7 +18,8 @@ import (
 	"github.com/tilefeed/tilefeed/transform"
 )
 
-// TestParallelApply: a batch applied by four workers leaves every record,
+// TestParallelApply: a batch applied by four workers (records read back
+// from the store decoded by them too) leaves every record,
 // and the checkpoint's counts, exactly as one worker does, for a mix of
 // inserts, updates and deletes over many entities (run with -race, it also
 // checks that the workers share nothing unguarded).
@@ -63,7 +64,7 @@ func TestParallelApply(t *testing.T) {
 		st := openStore(t)
 		src := &fakeSource{events: evs}
 		rt := New("c", src, st, e, slog.New(slog.NewTextHandler(io.Discard, nil)), NewMetrics(prometheus.NewRegistry()),
-			Options{BatchMax: 5000, QueueMax: 5000, ApplyWorkers: workers})
+			Options{BatchMax: 5000, QueueMax: 5000, ApplyWorkers: workers, CacheEntities: 50}) // records read back: decoded by the workers too
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- rt.Run(ctx) }()

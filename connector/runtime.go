@@ -623,11 +623,7 @@ func (r *Runtime) write(ctx context.Context, updates []transform.Update, deadLet
 // so each record's updates stay in order on one worker. dirty[i] is the
 // entry recs[i] renders.
 func (r *Runtime) applyAll(updates []transform.Update, entries map[sink.Key]*entry, res *outcome) (dirty []*entry, recs []sink.Record, err error) {
-	workers := r.opts.ApplyWorkers
-	if workers <= 0 {
-		workers = min(runtime.GOMAXPROCS(0), maxApplyWorkers)
-	}
-	workers = min(workers, 255, max(1, len(updates)/minUpdatesPerWorker))
+	workers := min(r.workers(), max(1, len(updates)/minUpdatesPerWorker))
 	if workers <= 1 {
 		w := r.applyPart(updates, entries, nil, 0, 1)
 		mergeOutcome(res, w)
@@ -661,11 +657,21 @@ func (r *Runtime) applyAll(updates []transform.Update, entries map[sink.Key]*ent
 	return dirty, recs, err
 }
 
+// workers is how many goroutines apply a batch (Options.ApplyWorkers).
+func (r *Runtime) workers() int {
+	if r.opts.ApplyWorkers > 0 {
+		return min(r.opts.ApplyWorkers, 255)
+	}
+	return min(runtime.GOMAXPROCS(0), maxApplyWorkers)
+}
+
 const (
 	maxApplyWorkers = 8 // by default
 	// minUpdatesPerWorker keeps small batches on one goroutine, where
-	// starting workers would cost more than it saves.
+	// starting workers would cost more than it saves; minRecordsPerWorker
+	// is the same for decoding the records read.
 	minUpdatesPerWorker = 256
+	minRecordsPerWorker = 64
 )
 
 // applyResult is what one worker of applyAll did.
@@ -771,17 +777,42 @@ func (r *Runtime) load(ctx context.Context, updates []transform.Update) (map[sin
 		if err != nil {
 			return nil, fmt.Errorf("read %d records: %w", len(missing), err)
 		}
-		for _, rec := range recs {
-			st, err := transform.DecodeState(rec.Bins)
-			if err != nil {
-				return nil, fmt.Errorf("%w: record %s cannot be decoded: %w", ErrFatal, rec.Key, err)
-			}
-			e := &entry{key: rec.Key, state: st, gen: rec.Gen}
+		states, err := r.decodeAll(recs)
+		if err != nil {
+			return nil, err
+		}
+		for i, rec := range recs {
+			e := &entry{key: rec.Key, state: states[i], gen: rec.Gen}
 			entries[rec.Key] = e
 			r.cache.put(e)
 		}
 	}
 	return entries, nil
+}
+
+// decodeAll decodes records read from the store, on the apply workers
+// when there are many.
+func (r *Runtime) decodeAll(recs []sink.Record) ([]*transform.State, error) {
+	states := make([]*transform.State, len(recs))
+	errs := make([]error, len(recs))
+	decode := func(i int) {
+		if states[i], errs[i] = transform.DecodeState(recs[i].Bins); errs[i] != nil {
+			errs[i] = fmt.Errorf("%w: record %s cannot be decoded: %w", ErrFatal, recs[i].Key, errs[i])
+		}
+	}
+	workers := min(r.workers(), max(1, len(recs)/minRecordsPerWorker))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(recs); i += workers {
+				decode(i)
+			}
+		}()
+	}
+	wg.Wait()
+	return states, errors.Join(errs...)
 }
 
 func (r *Runtime) dropAll(entries map[sink.Key]*entry) {

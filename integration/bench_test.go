@@ -46,7 +46,6 @@ const (
 	backlogRows   = 100_000
 	backlogCards  = 10_000
 
-	latencyRate   = 200 // transactions per second
 	latencyWarmup = 2 * time.Second
 	latencyRun    = 20 * time.Second
 )
@@ -62,7 +61,24 @@ const (
 // file's size, CPU seconds used by this process and by the walsender
 // (PostgreSQL's decoding, which shares the cores), and the store calls
 // (see storeBusy.report).
+//
+// It runs with the integration tests' card_activity group over
+// backlogCards cards, then with a group of count, sum, max and distinct
+// over one window, for 1h and 90d windows and 10k and 500k cards: memory
+// and throughput should not depend on either.
 func BenchmarkBacklog(b *testing.B) {
+	b.Run("group=card_activity/cards=10000", func(b *testing.B) { benchBacklog(b, backlogCards, "") })
+	for _, cards := range []int{10_000, 500_000} {
+		for _, window := range []string{"1h", "90d"} {
+			b.Run(fmt.Sprintf("group=window/cards=%d/window=%s", cards, window), func(b *testing.B) { benchBacklog(b, cards, window) })
+		}
+	}
+}
+
+// benchBacklog runs the backlog over cards cards; window, when set,
+// replaces card_activity's aggregates with count, sum, max and distinct
+// over that window.
+func benchBacklog(b *testing.B, cards int, window string) {
 	var elapsed time.Duration
 	var changes int64
 	var peakKB, anonKB, storeBytes int64
@@ -72,6 +88,17 @@ func BenchmarkBacklog(b *testing.B) {
 		b.StopTimer()
 		conn, db := benchDB(b)
 		c := benchConnector(b, db)
+		if window != "" {
+			if c.Features[0].Name != "card_activity" {
+				b.Fatalf("the first group is %s, not card_activity", c.Features[0].Name)
+			}
+			c.Features[0].Aggregations = []config.Aggregation{
+				{Name: "n", Function: "count", Window: window},
+				{Name: "amount_sum", Function: "sum", Column: "amount", Window: window},
+				{Name: "amount_max", Function: "max", Column: "amount", Window: window},
+				{Name: "merchants", Function: "distinct", Column: "merchant", Window: window},
+			}
+		}
 
 		// A first run creates the slot and writes a checkpoint, as a
 		// tilefeed that then went down would have.
@@ -84,7 +111,7 @@ func BenchmarkBacklog(b *testing.B) {
 		execSQL(b, conn, "SELECT pg_create_logical_replication_slot('bench_ref', 'pgoutput')")
 
 		loadStart := time.Now()
-		want := loadBacklog(b, conn)
+		want := loadBacklog(b, conn, cards)
 		insertSync(b, conn, 1)
 		want++
 		b.Logf("backlog of %d changes committed in %s", want, time.Since(loadStart).Round(time.Millisecond))
@@ -154,8 +181,15 @@ func BenchmarkBacklog(b *testing.B) {
 //
 // Each transaction's clock starts when the client sends it (its commit
 // happens within that round trip), so the figures hold the transaction's
-// own execution, a fraction of a millisecond, and are never negative.
+// own execution, a fraction of a millisecond, and are never negative. It
+// runs at 200 and 2,000 transactions per second.
 func BenchmarkLatency(b *testing.B) {
+	for _, rate := range []int{200, 2000} {
+		b.Run(fmt.Sprintf("rate=%d", rate), func(b *testing.B) { benchLatency(b, rate) })
+	}
+}
+
+func benchLatency(b *testing.B, rate int) {
 	var lat []time.Duration
 	var busy storeBusy
 	var sent int
@@ -172,12 +206,12 @@ func BenchmarkLatency(b *testing.B) {
 			return &timedStore{Store: s, busy: &busy, checkpoints: cps}
 		})
 		rng := rand.New(rand.NewPCG(uint64(i), 7))
-		drive(b, conn, rng, latencyWarmup)
+		drive(b, conn, rng, latencyWarmup, rate)
 		// Only the steady state counts: the warm-up lets the runtime settle
 		// (connections, first batches, the store file's first growth).
 		busy.reset()
 		b.StartTimer()
-		txs := drive(b, conn, rng, latencyRun)
+		txs := drive(b, conn, rng, latencyRun, rate)
 		last := txs[len(txs)-1].lsn
 		for deadline := time.Now().Add(30 * time.Second); cps.covered() < last; time.Sleep(10 * time.Millisecond) {
 			if time.Now().After(deadline) {
@@ -385,7 +419,7 @@ func waitFound(b *testing.B, r *benchRun, id int, timeout time.Duration) {
 
 // loadBacklog commits the backlog in large transactions and returns how
 // many row changes the slot holds for the feature tables.
-func loadBacklog(b *testing.B, conn *pgx.Conn) int64 {
+func loadBacklog(b *testing.B, conn *pgx.Conn, cards int) int64 {
 	b.Helper()
 	ctx := context.Background()
 	// Event times as in the workload: 30% within 15 minutes, 30% within
@@ -408,7 +442,7 @@ func loadBacklog(b *testing.B, conn *pgx.Conn) int64 {
 	}
 	for round := int64(0); round < backlogRounds; round++ {
 		lo, hi := round*backlogRows+1, (round+1)*backlogRows
-		exec(insert, lo, hi, backlogCards)
+		exec(insert, lo, hi, cards)
 		exec("UPDATE transactions SET amount = amount + 1 WHERE id BETWEEN $1 AND $2 AND id % 10 = 0", lo, hi)
 		exec("DELETE FROM transactions WHERE id BETWEEN $1 AND $2 AND id % 20 = 1", lo, hi)
 	}
@@ -427,16 +461,17 @@ type latencyTxn struct {
 	lsn uint64
 }
 
-// drive commits latencyRate transactions per second of 1–5 inserted rows
-// for d, on a fixed schedule (a late transaction does not delay the next).
-func drive(b *testing.B, conn *pgx.Conn, rng *rand.Rand, d time.Duration) []latencyTxn {
+// drive commits rate transactions per second of 1–5 inserted rows for d,
+// on a fixed schedule (a late transaction does not delay the next, and
+// one connection sends them: txn/s reports the rate reached).
+func drive(b *testing.B, conn *pgx.Conn, rng *rand.Rand, d time.Duration, rate int) []latencyTxn {
 	b.Helper()
 	ctx := context.Background()
-	n := int(d.Seconds() * latencyRate)
+	n := int(d.Seconds() * float64(rate))
 	out := make([]latencyTxn, 0, n)
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / latencyRate)))
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
 		sql := fmt.Sprintf(`BEGIN;
 			INSERT INTO transactions (card_id, merchant, amount, status, created_at)
 			SELECT %d + g, 'merchant-%04d', %d.%02d, '%s', now() - interval '%d seconds' FROM generate_series(0, %d) g;
