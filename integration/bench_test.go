@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tilefeed/tilefeed/config"
@@ -265,7 +266,7 @@ func recvlogical(b *testing.B, conn *pgx.Conn, db, slot, publication string) tim
 		b.Fatalf("pg_recvlogical: %v\n%s", err, out)
 	}
 	d := time.Since(start)
-	execSQL(b, conn, "SELECT pg_drop_replication_slot('"+slot+"')")
+	dropSlot(b, conn, slot)
 	return d
 }
 
@@ -652,9 +653,19 @@ func (s *storeBusy) report(b *testing.B, n float64) {
 }
 
 // dropSlot drops the benchmark's slot so its WAL is not kept.
+// dropSlot drops slot, waiting for the walsender of a connection just
+// closed to let go of it (55006: the slot is still active).
 func dropSlot(b *testing.B, conn *pgx.Conn, slot string) {
 	b.Helper()
-	if _, err := conn.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", slot); err != nil {
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err = conn.Exec(context.Background(), "SELECT pg_drop_replication_slot($1)", slot)
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != "55006" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
 		b.Errorf("drop slot %s: %v", slot, err)
 	}
 }
