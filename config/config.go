@@ -163,7 +163,10 @@ type Sink struct {
 	EmbeddedPath string
 	// EmbeddedMaxRecordBytes bounds one record of the embedded store.
 	EmbeddedMaxRecordBytes int
-	Aerospike              Aerospike
+	// SplitBytes is the size above which a record is stored split over
+	// several records (sink/split).
+	SplitBytes int
+	Aerospike  Aerospike
 }
 
 // Aerospike configures the Aerospike store.

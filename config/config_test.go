@@ -259,7 +259,7 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 	if !reflect.DeepEqual(c.Postgres, want) {
 		t.Errorf("Postgres =\n%#v\nwant\n%#v", c.Postgres, want)
 	}
-	wantSink := config.Sink{Kind: "embedded", EmbeddedPath: "data/payments.db", EmbeddedMaxRecordBytes: 1 << 20,
+	wantSink := config.Sink{Kind: "embedded", EmbeddedPath: "data/payments.db", EmbeddedMaxRecordBytes: 1 << 20, SplitBytes: 512 << 10,
 		Aerospike: config.Aerospike{Namespace: "test", Timeout: 5 * time.Second}}
 	if !reflect.DeepEqual(c.Sink, wantSink) {
 		t.Errorf("Sink = %#v, want %#v", c.Sink, wantSink)
@@ -542,6 +542,8 @@ func TestParseErrors(t *testing.T) {
 			path: "features[0].ttl", fragments: []string{`"forever" is not a duration`}},
 		{name: "aerospike without hosts", edit: func(p map[string]any, f []any) []any { p["tilefeed.sink"] = "aerospike"; return f },
 			path: "config.aerospike.hosts", fragments: []string{"is required when tilefeed.sink is aerospike"}},
+		{name: "split over the record limit", edit: func(p map[string]any, f []any) []any { p["record.split.bytes"] = "2097152"; return f },
+			path: "config.record.split.bytes", fragments: []string{"2097152 is not below embedded.max.record.bytes (1048576)"}},
 		{name: "empty namespace", edit: func(p map[string]any, f []any) []any { p["aerospike.namespace"] = ""; return f },
 			path: "config.aerospike.namespace", fragments: []string{"is required"}},
 		{name: "unset env var", edit: func(p map[string]any, f []any) []any { p["database.password"] = "${env:PG_PASSWORD}"; return f },

@@ -215,6 +215,8 @@ var Properties = []Property{
 		set: func(c *Connector, v string) error { c.Sink.EmbeddedPath = v; return nil }},
 	{Name: "embedded.max.record.bytes", Default: "1048576", Doc: "Largest record the embedded store writes, encoded. The default is Aerospike's default `max-record-size` (1 MiB), so a connector that runs on the embedded store runs on Aerospike; a record over it stops tilefeed with an error naming the feature group, the entity and the aggregates that grow.",
 		set: func(c *Connector, v string) error { return setInt(&c.Sink.EmbeddedMaxRecordBytes, v, 1024, 1<<30) }},
+	{Name: "record.split.bytes", Default: "524288", Doc: "A feature record bigger than this (encoded, about) is stored split: a head record with the small bins, and its tile blobs in parts of at most 256 KiB, each a record of its own named by its content, written before the head that names them. A busy entity is never too big for the store, and a write sends only the parts that changed. Keep it below the store's record limit (`embedded.max.record.bytes`; Aerospike: `max-record-size`).",
+		set: func(c *Connector, v string) error { return setInt(&c.Sink.SplitBytes, v, 4096, 1<<30) }},
 	{Name: "aerospike.hosts", Doc: "Comma-separated `host:port` seeds (port 3000 when omitted).",
 		set: func(c *Connector, v string) error {
 			c.Sink.Aerospike.Hosts = nil
@@ -388,6 +390,9 @@ func applyProperties(c *Connector, strs map[string]string, unresolved map[string
 	}
 	if c.Sink.Kind == "aerospike" && len(c.Sink.Aerospike.Hosts) == 0 {
 		v.addf(prefix+"aerospike.hosts", "is required when tilefeed.sink is aerospike")
+	}
+	if c.Sink.Kind == "embedded" && c.Sink.SplitBytes >= c.Sink.EmbeddedMaxRecordBytes {
+		v.addf(prefix+"record.split.bytes", "%d is not below embedded.max.record.bytes (%d): a split record's head would not fit", c.Sink.SplitBytes, c.Sink.EmbeddedMaxRecordBytes)
 	}
 	if c.Sink.EmbeddedPath == "" && c.Name != "" {
 		c.Sink.EmbeddedPath = DefaultEmbeddedDir + "/" + c.Name + ".db"

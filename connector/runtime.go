@@ -1149,12 +1149,14 @@ func (r *Runtime) Ready() error {
 	return nil
 }
 
-// tooBig explains a record the store refused for its size: which feature
-// group and entity, and which of the group's aggregates keep state that
-// grows with the rows (a multiset of values, or of rows for first and
-// last), lifetime ones without bound. Skipping the changes that made it
-// grow would make the entity's features silently wrong, so this stops
-// tilefeed whatever errors.tolerance says.
+// tooBig explains a record the store refused for its size. Records over
+// record.split.bytes are split into a head and parts (sink/split), so this
+// means the store's record limit is below what the split makes: its head
+// (a big projected row) or a part. Skipping the changes would make the
+// entity's features silently wrong, so this stops tilefeed whatever
+// errors.tolerance says. The aggregates whose state grows with the rows (a
+// multiset of values, or of rows for first and last) are named, lifetime
+// ones apart: they grow without bound.
 func (r *Runtime) tooBig(tb *sink.TooBigError, err error) error {
 	k := tb.Keys[0]
 	g := r.engine.Group(k.Set)
@@ -1172,15 +1174,13 @@ func (r *Runtime) tooBig(tb *sink.TooBigError, err error) error {
 			}
 		}
 	}
-	var fix string
+	var growth string
 	switch {
 	case len(lifetime) > 0:
-		fix = fmt.Sprintf("its lifetime aggregates %s keep one entry per distinct value (first and last: per row) and grow with the entity's history: give them a window", strings.Join(lifetime, ", "))
+		growth = fmt.Sprintf(" (its state grows with the entity's history through the lifetime aggregates %s: a window bounds them)", strings.Join(lifetime, ", "))
 	case len(windowed) > 0:
-		fix = fmt.Sprintf("its aggregates %s keep one entry per distinct value (first and last: per row) in their window: shorten the window", strings.Join(windowed, ", "))
-	default:
-		fix = "its projected columns or tiles are too big"
+		growth = fmt.Sprintf(" (its state grows with the rows in the windows of %s)", strings.Join(windowed, ", "))
 	}
-	return fmt.Errorf("feature group %q, entity %q: %w; %s, or raise the store's record limit (Aerospike: the namespace's max-record-size; embedded store: embedded.max.record.bytes)",
-		g.Name, k.ID, err, fix)
+	return fmt.Errorf("feature group %q, entity %q: %w%s; a record over record.split.bytes is stored as a head and parts of at most 256 KiB, and the store's record limit (Aerospike: the namespace's max-record-size; embedded store: embedded.max.record.bytes) must hold both: lower record.split.bytes, or raise the limit",
+		g.Name, k.ID, err, growth)
 }

@@ -353,7 +353,7 @@ func TestRecordTooBig(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the runtime kept going (retrying?) with a record over the store's limit")
 	}
-	for _, want := range []string{`feature group "g", entity "7"`, "too big for the store", "(4", "limit 4096)", "last_v", "give them a window", "embedded.max.record.bytes"} {
+	for _, want := range []string{`feature group "g", entity "7"`, "too big for the store", "(4", "limit 4096)", "last_v", "a window bounds them", "lower record.split.bytes", "embedded.max.record.bytes"} {
 		if err == nil || !errors.Is(err, ErrFatal) || !errors.Is(err, sink.ErrTooBig) || !strings.Contains(err.Error(), want) {
 			t.Fatalf("Run: %v; want a fatal ErrTooBig naming %q", err, want)
 		}

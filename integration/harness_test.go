@@ -27,6 +27,7 @@ import (
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/sink/split"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -303,13 +304,13 @@ func openStore(t *testing.T, c *config.Connector) testStore {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st
+		return split.New(st, split.Options{Bytes: c.Sink.SplitBytes})
 	}
 	st, err := embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return st
+	return split.New(st, split.Options{Bytes: c.Sink.SplitBytes})
 }
 
 // withAerospike points c at the Aerospike in AEROSPIKE_HOSTS and empties

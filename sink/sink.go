@@ -19,13 +19,22 @@ func (k Key) String() string { return k.Set + "/" + k.ID }
 type Record struct {
 	Key Key
 	// Gen is the record's generation as read (0: the record does not
-	// exist). On Put it is the generation the write expects to replace, and
-	// after a successful Put it holds the new generation.
+	// exist). On Put it is the generation the write expects to replace
+	// (AnyGen: whatever is stored, or nothing), and after a successful Put
+	// it holds the new generation.
 	Gen uint32
 	// TTL is how long the record lives after this write; 0 means forever.
-	TTL  time.Duration
+	TTL time.Duration
+	// Bins are the record's bins. On Put, nil Bins delete the record
+	// (with Gen AnyGen only); a record that is not there is no error.
 	Bins map[string]any
 }
+
+// AnyGen as a Put's Gen writes (or deletes) the record whatever generation
+// is stored, and whether or not it exists. Only for records no two writers
+// can disagree on, such as the content-addressed parts of a split record
+// (sink/split).
+const AnyGen = ^uint32(0)
 
 // CheckpointSet is the set that holds one checkpoint record per connector.
 const CheckpointSet = "_tilefeed"

@@ -297,7 +297,8 @@ func (s *Store) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
 
 // Put writes recs, each replacing the whole stored record (bins it does not
 // name are gone) if and only if the stored generation equals its Gen (0: the
-// record must not exist). Every record is checked before anything is sent;
+// record must not exist; sink.AnyGen: whatever is stored). A record with nil
+// Bins (and Gen AnyGen) is deleted. Every record is checked before anything is sent;
 // an invalid one fails the call with nothing written.
 //
 // Records are written independently, in batches of Options.BatchSize: when
@@ -315,11 +316,17 @@ func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 	}
 	batch := make([]as.BatchRecordIfc, len(recs))
 	for i := range recs {
-		bw, err := s.batchWrite(&recs[i])
+		var op as.BatchRecordIfc
+		var err error
+		if recs[i].Bins == nil {
+			op, err = s.batchDelete(&recs[i])
+		} else {
+			op, err = s.batchWrite(&recs[i])
+		}
 		if err != nil {
 			return fmt.Errorf("aerospike put: record %s: %w", recs[i].Key, err)
 		}
-		batch[i] = bw
+		batch[i] = op
 	}
 
 	var res putResult
@@ -407,14 +414,30 @@ func (s *Store) batchWrite(r *sink.Record) (*as.BatchWrite, error) {
 
 	wp := as.NewBatchWritePolicy()
 	wp.Expiration = exp
-	if r.Gen == 0 {
+	switch r.Gen {
+	case sink.AnyGen:
+		wp.RecordExistsAction = as.UPDATE
+	case 0:
 		wp.RecordExistsAction = as.CREATE_ONLY
-	} else {
+	default:
 		wp.RecordExistsAction = as.UPDATE_ONLY
 		wp.GenerationPolicy = as.EXPECT_GEN_EQUAL
 		wp.Generation = r.Gen
 	}
 	return as.NewBatchWrite(wp, key, ops...), nil
+}
+
+// batchDelete turns a record with nil bins into a delete, which only
+// AnyGen may ask for.
+func (s *Store) batchDelete(r *sink.Record) (*as.BatchDelete, error) {
+	if r.Gen != sink.AnyGen {
+		return nil, errors.New("a delete (nil bins) needs Gen AnyGen")
+	}
+	key, err := s.key(r.Key)
+	if err != nil {
+		return nil, err
+	}
+	return as.NewBatchDelete(nil, key), nil
 }
 
 // expiration converts a TTL to Aerospike's: whole seconds, rounded up so a
@@ -456,6 +479,8 @@ type putResult struct {
 // server returned it in the record's reply.
 func (p *putResult) record(r *sink.Record, br *as.BatchRecord) {
 	switch rc := br.ResultCode; {
+	case r.Bins == nil && (rc == types.OK || rc == types.KEY_NOT_FOUND_ERROR):
+		r.Gen = 0 // deleted, or not there
 	case rc == types.OK:
 		if br.Record == nil || br.Record.Generation == 0 {
 			p.noGen = append(p.noGen, r.Key)

@@ -55,6 +55,11 @@ func TestConformance(t *testing.T) {
 	sinktest.Run(t, func(t *testing.T) sinktest.Store { return openStore(t, opts) })
 }
 
+func TestConformanceSplit(t *testing.T) {
+	opts := serverOptions(t)
+	sinktest.RunSplit(t, func(t *testing.T) sinktest.Store { return openStore(t, opts) })
+}
+
 // testSet is the one set these tests write to: a namespace holds at most
 // 4095 sets and never frees them, so a set per run would run out.
 const testSet = "tilefeed_aerospike_test"
@@ -449,7 +454,7 @@ func TestPutResult(t *testing.T) {
 			recs := make([]sink.Record, len(tc.results))
 			res := putResult{total: len(recs)}
 			for i, br := range tc.results {
-				recs[i] = sink.Record{Key: key(fmt.Sprint(i)), Gen: 100}
+				recs[i] = sink.Record{Key: key(fmt.Sprint(i)), Gen: 100, Bins: map[string]any{"v": int64(1)}}
 				res.record(&recs[i], br)
 			}
 			if tc.stop != nil {

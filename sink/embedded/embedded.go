@@ -149,8 +149,9 @@ func (s *Store) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error)
 }
 
 // Put writes recs in one transaction. Every record's Gen must equal the
-// stored generation (0 for a record that does not exist or has expired);
-// otherwise nothing is written and the error is a *sink.ConflictError. A
+// stored generation (0 for a record that does not exist or has expired)
+// or be sink.AnyGen; otherwise nothing is written and the error is a
+// *sink.ConflictError. A record with nil Bins is deleted. A
 // record that encodes to more than MaxRecordBytes fails the whole Put with
 // a *sink.TooBigError. On success each record's Gen is the new generation.
 func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
@@ -181,7 +182,16 @@ func (s *Store) Put(ctx context.Context, recs []sink.Record) error {
 					cur = gen
 				}
 			}
-			if cur != r.Gen {
+			if r.Bins == nil {
+				if r.Gen != sink.AnyGen {
+					return fmt.Errorf("record %s: a delete (nil bins) needs Gen AnyGen", r.Key)
+				}
+				if err := b.Delete([]byte(r.Key.ID)); err != nil {
+					return err
+				}
+				continue
+			}
+			if cur != r.Gen && r.Gen != sink.AnyGen {
 				conflict = append(conflict, r.Key)
 				continue
 			}

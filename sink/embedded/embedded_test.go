@@ -17,3 +17,14 @@ func TestConformance(t *testing.T) {
 		return s
 	})
 }
+
+func TestConformanceSplit(t *testing.T) {
+	sinktest.RunSplit(t, func(t *testing.T) sinktest.Store {
+		s, err := Open(filepath.Join(t.TempDir(), "store.db"), Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	})
+}

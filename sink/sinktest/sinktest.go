@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"replace_bins", testReplaceBins},
 		{"truncate", testTruncate},
 		{"too_big", testTooBig},
+		{"any_gen_delete", testAnyGenDelete},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -307,5 +308,45 @@ func testTooBig(t *testing.T, s Store, key keyFunc) {
 	}
 	if got := get1(t, s, k); got.Bins["v"] != "small" || got.Gen != small[0].Gen {
 		t.Errorf("after the refused write: v = %v gen %d, want small gen %d", got.Bins["v"], got.Gen, small[0].Gen)
+	}
+}
+
+// testAnyGenDelete: a write with Gen AnyGen creates or replaces whatever
+// is stored; nil bins with AnyGen delete, and deleting a missing record is
+// no error; a delete that names a generation is refused, nothing written.
+func testAnyGenDelete(t *testing.T, s Store, key keyFunc) {
+	a, b, gone := key("a"), key("b"), key("never")
+	recs := []sink.Record{{Key: a, Gen: sink.AnyGen, Bins: map[string]any{"v": int64(1)}}}
+	if err := s.Put(ctx(t), recs); err != nil {
+		t.Fatalf("create with AnyGen: %v", err)
+	}
+	first := recs[0].Gen
+	if first == 0 || first == sink.AnyGen {
+		t.Fatalf("create with AnyGen left Gen %d", first)
+	}
+	recs = []sink.Record{{Key: a, Gen: sink.AnyGen, Bins: map[string]any{"v": int64(2)}},
+		{Key: b, Bins: map[string]any{"v": int64(3)}}}
+	if err := s.Put(ctx(t), recs); err != nil {
+		t.Fatalf("replace with AnyGen: %v", err)
+	}
+	if got := get1(t, s, a); got.Bins["v"] != int64(2) || got.Gen != recs[0].Gen || got.Gen == first {
+		t.Fatalf("after replace with AnyGen: %+v (Put said gen %d, first %d)", got, recs[0].Gen, first)
+	}
+	del := []sink.Record{{Key: a, Gen: sink.AnyGen}, {Key: gone, Gen: sink.AnyGen}}
+	if err := s.Put(ctx(t), del); err != nil {
+		t.Fatalf("delete a record and a missing one: %v", err)
+	}
+	if del[0].Gen != 0 {
+		t.Errorf("a deleted record's Gen is %d after Put, want 0", del[0].Gen)
+	}
+	if got := get1(t, s, a); got.Gen != 0 || got.Bins != nil {
+		t.Errorf("deleted record still there: %+v", got)
+	}
+	bad := []sink.Record{{Key: b, Gen: recs[1].Gen}}
+	if err := s.Put(ctx(t), bad); err == nil || errors.Is(err, sink.ErrConflict) {
+		t.Errorf("a delete naming a generation: %v, want a plain error", err)
+	}
+	if got := get1(t, s, b); got.Bins["v"] != int64(3) {
+		t.Errorf("a refused delete changed the record: %+v", got)
 	}
 }

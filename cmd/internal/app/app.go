@@ -27,6 +27,7 @@ import (
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/sink/split"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -37,8 +38,18 @@ type Store interface {
 	Close() error
 }
 
-// OpenStore opens the store the connector names.
+// OpenStore opens the store the connector names, records over
+// record.split.bytes split (sink/split).
 func OpenStore(ctx context.Context, c *config.Connector) (Store, error) {
+	st, err := openBase(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	return split.New(st, split.Options{Bytes: c.Sink.SplitBytes}), nil
+}
+
+// openBase opens the store the connector names.
+func openBase(ctx context.Context, c *config.Connector) (Store, error) {
 	if c.Sink.Kind == "aerospike" {
 		a := c.Sink.Aerospike
 		opts := aerospike.Options{Hosts: a.Hosts, Namespace: a.Namespace, User: a.User, Password: string(a.Password),
@@ -113,7 +124,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	if err != nil {
 		return err
 	}
-	st, err := OpenStore(ctx, c)
+	st, err := openBase(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -122,6 +133,9 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 		log.Warn("fault injection is on", "fault", os.Getenv(faultEnv))
 		st = faultStore{Store: st, f: flt}
 	}
+	// Faults hit the store under the split records, so a crash can fall
+	// between a record's parts and its head.
+	st = split.New(st, split.Options{Bytes: c.Sink.SplitBytes})
 	log.Info("store open", "sink", c.Sink.Kind, "where", Where(c))
 
 	reg := prometheus.NewRegistry()
