@@ -187,6 +187,9 @@ type HTTP struct {
 	// PprofListen, when set, is where Go's profiler is served, apart from
 	// the API (debug.pprof.listen).
 	PprofListen string
+	// ReadCacheBytes bounds the decoded records the read API keeps
+	// (read.cache.max.bytes); 0 keeps none.
+	ReadCacheBytes int
 }
 
 // Runtime tunes batching and memory.

@@ -249,6 +249,8 @@ var Properties = []Property{
 		}},
 	{Name: "http.listen", Default: DefaultListen, Doc: "Address of the HTTP listener (health, metrics, status, features).",
 		set: func(c *Connector, v string) error { c.HTTP.Listen = v; return nil }},
+	{Name: "read.cache.max.bytes", Default: "33554432", Doc: "Most bytes of decoded records the read API keeps, with what it computed from them (0: none). A read still asks the store for the record, but one that has not changed since an earlier read is not decoded again, and its aggregates are not computed again until the read time moves to another tile; the parts of a split record, which never change, are kept up to the same bound beside it.",
+		set: func(c *Connector, v string) error { return setInt(&c.HTTP.ReadCacheBytes, v, 0, 1<<40) }},
 	{Name: "debug.pprof.listen", Default: "", Doc: "Address of a second listener serving Go's profiler (`/debug/pprof/`: CPU and heap profiles, goroutines) for diagnosing throughput and memory; off when empty. It exposes internals: bind it to localhost (`127.0.0.1:6060`).",
 		set: func(c *Connector, v string) error {
 			if v != "" {

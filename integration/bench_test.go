@@ -32,7 +32,9 @@ import (
 	"github.com/tilefeed/tilefeed/integration/pgcluster"
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/sink"
+	"github.com/tilefeed/tilefeed/sink/aerospike"
 	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/sink/split"
 	"github.com/tilefeed/tilefeed/transform"
 )
 
@@ -329,7 +331,7 @@ func benchConnector(b *testing.B, db string) *config.Connector {
 type benchRun struct {
 	rt     *connector.Runtime
 	reader *serve.Reader
-	store  *embedded.Store
+	store  *split.Split
 	cancel context.CancelFunc
 	done   chan error
 	before int64 // changes applied before this start, per the checkpoint
@@ -344,14 +346,27 @@ func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) co
 	if err != nil {
 		b.Fatal(err)
 	}
-	st, err := embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
-	if err != nil {
-		b.Fatal(err)
+	// As the command opens it: the embedded store or Aerospike, records
+	// over record.split.bytes split.
+	var base interface {
+		connector.Store
+		Close() error
 	}
-	var store connector.Store = st
+	var err2 error
+	if c.Sink.Kind == "aerospike" {
+		base, err2 = aerospike.Open(ctx, aerospike.Options{Hosts: c.Sink.Aerospike.Hosts, Namespace: c.Sink.Aerospike.Namespace})
+	} else {
+		base, err2 = embedded.Open(c.Sink.EmbeddedPath, embedded.Options{})
+	}
+	if err2 != nil {
+		b.Fatal(err2)
+	}
+	var inner connector.Store = base
 	if wrap != nil {
-		store = wrap(st)
+		inner = wrap(base)
 	}
+	st := split.New(inner, split.Options{Bytes: c.Sink.SplitBytes, CacheBytes: c.HTTP.ReadCacheBytes})
+	var store connector.Store = st
 	log := slog.New(slog.NewTextHandler(benchWriter{b}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	m := connector.NewMetrics(prometheus.NewRegistry())
 	cp, _, _, err := connector.LoadCheckpoint(ctx, st, c.Name)
@@ -366,7 +381,7 @@ func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) co
 	rt := connector.New(c.Name, src, store, engine, log, m, connector.Options{
 		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
 		IdleCheckpoint: c.Postgres.HeartbeatInterval})
-	r := &benchRun{rt: rt, reader: &serve.Reader{Engine: engine, Store: st}, store: st, cancel: cancel, done: make(chan error, 1),
+	r := &benchRun{rt: rt, reader: &serve.Reader{Engine: engine, Store: st, Cache: serve.NewCache(c.HTTP.ReadCacheBytes)}, store: st, cancel: cancel, done: make(chan error, 1),
 		before: cp.Changes}
 	go func() { r.done <- rt.Run(ctx) }()
 	return r

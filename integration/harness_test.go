@@ -315,7 +315,7 @@ func openStore(t *testing.T, c *config.Connector) testStore {
 
 // withAerospike points c at the Aerospike in AEROSPIKE_HOSTS and empties
 // the sets of its feature groups, or skips the test loudly.
-func withAerospike(t *testing.T, c *config.Connector) {
+func withAerospike(t testing.TB, c *config.Connector) {
 	t.Helper()
 	hosts := os.Getenv("AEROSPIKE_HOSTS")
 	if hosts == "" {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tilefeed/tilefeed/internal/lru"
 	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/transform"
 )
@@ -18,6 +19,67 @@ type Getter interface {
 type Reader struct {
 	Engine *transform.Engine
 	Store  Getter
+	// Cache, when set, keeps decoded records and what was computed from
+	// them (NewCache).
+	Cache *Cache
+}
+
+// Cache keeps the records a Reader decoded, each with its read memo
+// (transform.Memo), bounded by their size in memory. A record read again
+// unchanged (the same generation, position and commit time) is neither
+// decoded nor aggregated again for a read time in the same tile.
+type Cache struct {
+	lru *lru.Cache[sink.Key, *cached]
+}
+
+// NewCache returns a cache of at most maxBytes (transform.State.MemSize).
+func NewCache(maxBytes int) *Cache {
+	return &Cache{lru: lru.New[sink.Key, *cached](maxBytes)}
+}
+
+type cached struct {
+	version version
+	state   *transform.State
+	memo    *transform.Memo
+}
+
+// version tells one stored version of a record from another: a write
+// changes its generation, and a store that lost its records (a truncated
+// set, a restarted Aerospike) gives generations again, but not with the
+// same position and commit time of the last change applied.
+type version struct {
+	gen               uint32
+	lsn, ord, seq, ts int64
+}
+
+func versionOf(rec *sink.Record) version {
+	v := version{gen: rec.Gen}
+	v.lsn, _ = rec.Bins["_lsn"].(int64)
+	v.ord, _ = rec.Bins["_ord"].(int64)
+	v.seq, _ = rec.Bins["_seq"].(int64)
+	v.ts, _ = rec.Bins["_ts"].(int64)
+	return v
+}
+
+// decode returns rec decoded and its memo, from the cache when it holds
+// this version.
+func (c *Cache) decode(rec *sink.Record) (*transform.State, *transform.Memo, error) {
+	if c == nil {
+		st, err := transform.DecodeState(rec.Bins)
+		return st, nil, err
+	}
+	v := versionOf(rec)
+	if e, ok := c.lru.Get(rec.Key); ok && e.version == v {
+		return e.state, e.memo, nil
+	}
+	st, err := transform.DecodeState(rec.Bins)
+	if err != nil {
+		c.lru.Remove(rec.Key)
+		return nil, nil, err
+	}
+	e := &cached{version: v, state: st, memo: &transform.Memo{}}
+	c.lru.Put(rec.Key, e, st.MemSize())
+	return st, e.memo, nil
 }
 
 // Entity is one entity's features as of a read time.
@@ -65,7 +127,7 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 	}
 	out := make([]Entity, len(keys))
 	for i, rec := range recs {
-		st, err := transform.DecodeState(rec.Bins)
+		st, memo, err := r.Cache.decode(&rec)
 		if err != nil {
 			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 		}
@@ -86,7 +148,7 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 				e.Positions[name] = p.String()
 			}
 		}
-		e.Features = g.Read(st, at)
+		e.Features = g.ReadMemo(st, at, memo)
 		out[i] = e
 	}
 	return out, nil

@@ -34,6 +34,10 @@ type harness struct {
 	// loaded holds, while a batch is open, the position of every record
 	// as it was when the batch first touched it.
 	loaded map[sink.Key]change.Position
+	// memos are the read memos of the states as they are; any change
+	// forgets them all. Every read is made with and without its memo,
+	// which must agree.
+	memos map[*State]*Memo
 }
 
 // outcome is what happened to one planned update.
@@ -93,6 +97,7 @@ func (h *harness) end() { h.loaded = nil }
 // of its own. On error nothing of the event is kept, as the runtime would
 // discard it.
 func (h *harness) apply(ev change.Event) ([]outcome, error) {
+	h.memos = nil
 	h.tb.Helper()
 	ups, err := h.eng.Plan(&ev, nil)
 	if err != nil {
@@ -193,6 +198,21 @@ func (h *harness) read(group, id string, at time.Time) map[string]any {
 	out := map[string]any{}
 	for _, f := range g.Read(st, at) {
 		out[f.Name] = f.Value
+	}
+	if h.memos == nil {
+		h.memos = map[*State]*Memo{}
+	}
+	m := h.memos[st]
+	if m == nil {
+		m = &Memo{}
+		h.memos[st] = m
+	}
+	for range 2 { // the first computes and remembers, the second remembers
+		for _, f := range g.ReadMemo(st, at, m) {
+			if show(f.Value) != show(out[f.Name]) {
+				h.tb.Fatalf("%s/%s at %s: %s read with a memo is %s, without %s", group, id, at, f.Name, show(f.Value), show(out[f.Name]))
+			}
+		}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
@@ -25,25 +26,85 @@ type Feature struct {
 // A window W read at now covers the tiles that start in [c−W, c], where c
 // is the start of the tile holding now: every event in (now−W, now] and, at
 // most, one tile's worth of older ones.
-func (g *Group) Read(st *State, now time.Time) []Feature {
+func (g *Group) Read(st *State, now time.Time) []Feature { return g.ReadMemo(st, now, nil) }
+
+// Memo remembers what reads of one state computed: an aggregate depends on
+// the read time only through the tile it falls in, so a read of the same
+// unchanged state in the same tile computes nothing again. The state must
+// not change while its memo is in use. Safe for concurrent reads.
+type Memo struct {
+	mu   sync.Mutex
+	vals map[memoKey]any
+}
+
+type memoKey struct {
+	agg   int
+	start int64 // the start of the tile the read time falls in
+}
+
+// memoMax bounds a memo: past it (reads at many times), it starts over.
+const memoMax = 256
+
+func (m *Memo) get(k memoKey) (any, bool) {
+	if m == nil {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.vals[k]
+	return v, ok
+}
+
+func (m *Memo) put(k memoKey, v any) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.vals == nil || len(m.vals) >= memoMax {
+		m.vals = make(map[memoKey]any)
+	}
+	m.vals[k] = v
+}
+
+// ReadMemo is Read, remembering in memo (nil: nowhere) what it computes.
+func (g *Group) ReadMemo(st *State, now time.Time, memo *Memo) []Feature {
 	out := make([]Feature, 0, len(g.Project)+len(g.Aggs))
 	for _, col := range g.Project {
 		out = append(out, Feature{Name: col, Value: st.Row[col]})
 	}
 	nowSec := floorDiv(now.UnixMicro(), int64(time.Second/time.Microsecond))
-	for _, a := range g.Aggs {
-		tiles := g.window(st, a, nowSec)
-		out = append(out, Feature{Name: a.Name, Value: evaluate(a, tiles, now)})
+	views := map[*Tile]*Tile{} // each stored tile decoded once, whatever reads it
+	for i, a := range g.Aggs {
+		size := int64(a.Tile / time.Second)
+		k := memoKey{agg: i}
+		if size > 0 {
+			k.start = floorDiv(nowSec, size) * size
+		}
+		v, ok := memo.get(k)
+		if !ok {
+			v = aggregate(a, g.window(st, a, nowSec, views))
+			memo.put(k, v)
+		}
+		out = append(out, Feature{Name: a.Name, Value: finish(a, v, now)})
 	}
 	return out
 }
 
-func (g *Group) window(st *State, a Aggregation, nowSec int64) []*Tile {
+func (g *Group) window(st *State, a Aggregation, nowSec int64, views map[*Tile]*Tile) []*Tile {
 	size := int64(a.Tile / time.Second)
 	all := st.Scales[size]
+	view := func(t *Tile) *Tile {
+		v, ok := views[t]
+		if !ok {
+			v = t.view()
+			views[t] = v
+		}
+		return v
+	}
 	if size == 0 {
 		if t := all[0]; t != nil {
-			return []*Tile{t.view()}
+			return []*Tile{view(t)}
 		}
 		return nil
 	}
@@ -52,13 +113,28 @@ func (g *Group) window(st *State, a Aggregation, nowSec int64) []*Tile {
 	var out []*Tile
 	for start, t := range all {
 		if start >= lo && start <= c {
-			out = append(out, t.view())
+			out = append(out, view(t))
 		}
 	}
 	return out
 }
 
-func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
+// finish turns what aggregate computed into the feature as of now: only
+// days_since_last depends on now beyond the tile.
+func finish(a Aggregation, v any, now time.Time) any {
+	if a.Function != "days_since_last" {
+		return v
+	}
+	last, ok := v.(time.Time)
+	if !ok {
+		return nil
+	}
+	return now.Sub(last).Hours() / 24
+}
+
+// aggregate computes an aggregate over the tiles of its window
+// (days_since_last: the latest time, which finish turns into days).
+func aggregate(a Aggregation, tiles []*Tile) any {
 	switch a.Function {
 	case "count":
 		var n int64
@@ -108,32 +184,49 @@ func evaluate(a Aggregation, tiles []*Tile, now time.Time) any {
 		return avg
 	case "min", "max", "days_since_last":
 		var best any
+		var bestNum string // best's plain decimal text, when it has one
 		for _, t := range tiles {
 			for _, e := range t.values(a.Column) {
+				var c int
+				num, isNum := numText(e.key)
+				switch {
+				case best == nil:
+					c = 1
+				case isNum && bestNum != "":
+					// Plain numbers compare as text: no decoding.
+					c = cmpDecText(num, bestNum)
+					if a.Function == "min" {
+						c = -c
+					}
+				default:
+					v, err := decodeValue(e.key)
+					if err != nil {
+						continue
+					}
+					if c = compareValues(v, best); a.Function == "min" {
+						c = -c
+					}
+				}
+				if c <= 0 {
+					continue
+				}
 				v, err := decodeValue(e.key)
 				if err != nil {
 					continue
 				}
-				if best == nil {
-					best = v
-					continue
-				}
-				c := compareValues(v, best)
-				if (a.Function == "min" && c < 0) || (a.Function != "min" && c > 0) {
-					best = v
+				best, bestNum = v, ""
+				if isNum {
+					bestNum = num
 				}
 			}
 		}
-		if a.Function != "days_since_last" {
-			return best
-		}
-		last, ok := best.(time.Time)
-		if !ok {
-			return nil
-		}
-		return now.Sub(last).Hours() / 24
+		return best
 	case "distinct":
-		seen := map[string]bool{}
+		n := 0
+		for _, t := range tiles {
+			n += len(t.values(a.Column))
+		}
+		seen := make(map[string]bool, n)
 		for _, t := range tiles {
 			for _, e := range t.values(a.Column) {
 				seen[distinctKey(e.key)] = true

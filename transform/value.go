@@ -1,6 +1,7 @@
 package transform
 
 import (
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -423,4 +424,72 @@ func storable(v any) (any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("values of type %T cannot be stored", v)
+}
+
+// numText returns the text of an int or finite decimal multiset key
+// ("i:-12", "d:3.5"): an optional minus, digits, and optionally a point
+// and digits. Other keys (NaN, Infinity, exponents, other types) are not.
+func numText(k string) (string, bool) {
+	if len(k) < 3 || (k[0] != 'i' && k[0] != 'd') || k[1] != ':' {
+		return "", false
+	}
+	body := k[2:]
+	digits, point := 0, false
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c >= '0' && c <= '9':
+			digits++
+		case c == '-' && i == 0:
+		case c == '.' && !point && digits > 0:
+			point = true
+		default:
+			return "", false
+		}
+	}
+	if digits == 0 || body[len(body)-1] == '.' {
+		return "", false
+	}
+	return body, true
+}
+
+// cmpDecText orders two texts numText accepted as their numbers do.
+func cmpDecText(a, b string) int {
+	na, a := signOf(a)
+	nb, b := signOf(b)
+	switch {
+	case na && !nb:
+		return -1
+	case nb && !na:
+		return 1
+	}
+	c := cmpAbsText(a, b)
+	if na {
+		return -c
+	}
+	return c
+}
+
+// signOf strips a minus, unless the number is a zero.
+func signOf(s string) (negative bool, abs string) {
+	if s[0] != '-' {
+		return false, s
+	}
+	if strings.Trim(s[1:], "0.") == "" {
+		return false, s[1:]
+	}
+	return true, s[1:]
+}
+
+func cmpAbsText(a, b string) int {
+	ia, fa, _ := strings.Cut(a, ".")
+	ib, fb, _ := strings.Cut(b, ".")
+	ia, ib = strings.TrimLeft(ia, "0"), strings.TrimLeft(ib, "0")
+	if len(ia) != len(ib) {
+		return cmp.Compare(len(ia), len(ib))
+	}
+	if c := strings.Compare(ia, ib); c != 0 {
+		return c
+	}
+	// Without trailing zeros, fractions order as text.
+	return strings.Compare(strings.TrimRight(fa, "0"), strings.TrimRight(fb, "0"))
 }

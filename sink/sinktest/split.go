@@ -33,6 +33,7 @@ func RunSplit(t *testing.T, open func(t *testing.T) Store) {
 		{"crash_before_head", testSplitCrashBeforeHead},
 		{"conflict", testSplitConflict},
 		{"reader_during_rewrite", testSplitReaderDuringRewrite},
+		{"cached_parts", testSplitCachedParts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -55,6 +56,7 @@ type spy struct {
 	puts    [][]sink.Record
 	failPut func(recs []sink.Record) error
 	onGet   func(keys []sink.Key)
+	gets    int
 }
 
 func (s *spy) Put(ctx context.Context, recs []sink.Record) error {
@@ -73,6 +75,7 @@ func (s *spy) Put(ctx context.Context, recs []sink.Record) error {
 func (s *spy) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error) {
 	s.mu.Lock()
 	f := s.onGet
+	s.gets++
 	s.mu.Unlock()
 	if f != nil {
 		f(keys)
@@ -310,5 +313,38 @@ func testSplitReaderDuringRewrite(t *testing.T, inner *spy, key keyFunc) {
 	got := get1(t, split.New(inner, split.Options{}), k)
 	if !reflect.DeepEqual(got.Bins, next) || got.Gen != recs[0].Gen {
 		t.Fatalf("read across a rewrite: gen %d (writer: %d); want the rewritten record", got.Gen, recs[0].Gen)
+	}
+}
+
+// testSplitCachedParts: parts never change, so a split store keeps those
+// it wrote or read, and reading the record again takes one round trip
+// (its head); without the cache, two.
+func testSplitCachedParts(t *testing.T, inner *spy, key keyFunc) {
+	k := key("busy")
+	want := bigBins(12, 3)
+	s := split.New(inner, split.Options{})
+	if err := s.Put(ctx(t), []sink.Record{{Key: k, Bins: want}}); err != nil {
+		t.Fatal(err)
+	}
+	for name, opts := range map[string]split.Options{"writer": {}, "uncached": {CacheBytes: -1}} {
+		r := s
+		if name != "writer" {
+			r = split.New(inner, opts)
+		}
+		for i := range 2 {
+			inner.mu.Lock()
+			inner.gets = 0
+			inner.mu.Unlock()
+			if got := get1(t, r, k); !reflect.DeepEqual(got.Bins, want) {
+				t.Fatalf("%s read %d: other bins", name, i)
+			}
+			want := 1
+			if name == "uncached" {
+				want = 2
+			}
+			if inner.gets != want {
+				t.Errorf("%s read %d took %d round trips, want %d", name, i, inner.gets, want)
+			}
+		}
 	}
 }

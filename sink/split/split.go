@@ -33,6 +33,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/tilefeed/tilefeed/internal/lru"
 	"github.com/tilefeed/tilefeed/sink"
 )
 
@@ -47,7 +48,14 @@ type Options struct {
 	// Bytes is the size (encoded, about) above which a record is split;
 	// 0 means DefaultBytes.
 	Bytes int
+	// CacheBytes bounds the parts kept in memory for reads: a part never
+	// changes, so a read of a split record whose parts are cached takes one
+	// round trip, for its head. 0 means DefaultCacheBytes; below 0, none.
+	CacheBytes int
 }
+
+// DefaultCacheBytes is the default bound of the part cache.
+const DefaultCacheBytes = 32 << 20
 
 // DefaultBytes leaves room under Aerospike's default max-record-size for
 // the bins that stay in the head.
@@ -78,6 +86,8 @@ type Split struct {
 	// minSpill, minPart and maxPart follow from bytes (see MaxPart).
 	minSpill, minPart, maxPart int
 
+	cache *lru.Cache[sink.Key, []byte] // parts read or written
+
 	mu sync.Mutex
 	// known holds the parts of split heads as last read or written, by
 	// generation: a Put that replaces that generation writes only new
@@ -95,9 +105,13 @@ func New(inner Store, opts Options) *Split {
 	if opts.Bytes <= 0 {
 		opts.Bytes = DefaultBytes
 	}
+	if opts.CacheBytes == 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
 	maxPart := min(MaxPart, opts.Bytes/2)
 	return &Split{inner: inner, bytes: opts.Bytes, known: map[sink.Key]headParts{},
-		minSpill: opts.Bytes / 16, minPart: maxPart / 16, maxPart: maxPart}
+		minSpill: opts.Bytes / 16, minPart: maxPart / 16, maxPart: maxPart,
+		cache: lru.New[sink.Key, []byte](opts.CacheBytes)}
 }
 
 // Inner returns the wrapped store.
@@ -142,7 +156,14 @@ func PartKey(head sink.Key, id string) sink.Key {
 	return sink.Key{Set: head.Set, ID: head.ID + "\x00" + id}
 }
 
-// Get reads keys as the wrapped store does, a split record whole.
+// joinedKey names, in the part cache, a bin joined from its parts.
+func joinedKey(head sink.Key, bin string, ids []string) sink.Key {
+	return sink.Key{Set: head.Set, ID: head.ID + "\x00" + bin + "\x00" + strings.Join(ids, ",")}
+}
+
+// Get reads keys as the wrapped store does, a split record whole. The
+// byte bins of a split record may be shared with other reads of it: a
+// caller must not write to them.
 func (s *Split) Get(ctx context.Context, keys []sink.Key) ([]sink.Record, error) {
 	recs, err := s.inner.Get(ctx, keys)
 	if err != nil {
@@ -198,6 +219,9 @@ func (s *Split) join(ctx context.Context, recs []sink.Record, pending []int) (mi
 	var keys []sink.Key
 	var refs []ref
 	lists := make(map[int]map[string][]string, len(pending))
+	// A bin joined before is taken whole from the cache: a read of an
+	// unchanged record copies nothing.
+	joined := map[int]map[string][]byte{}
 	for _, i := range pending {
 		m, err := partList(recs[i].Bins[binParts])
 		if err != nil {
@@ -205,22 +229,48 @@ func (s *Split) join(ctx context.Context, recs []sink.Record, pending []int) (mi
 		}
 		lists[i] = m
 		for bin, ids := range m {
+			if b, ok := s.cache.Get(joinedKey(recs[i].Key, bin, ids)); ok {
+				if joined[i] == nil {
+					joined[i] = map[string][]byte{}
+				}
+				joined[i][bin] = b
+				continue
+			}
 			for p, id := range ids {
 				keys = append(keys, PartKey(recs[i].Key, id))
 				refs = append(refs, ref{i, bin, p})
 			}
 		}
 	}
-	parts, err := s.inner.Get(ctx, keys)
-	if err != nil {
-		return nil, err
+	// Parts are read from the cache, or else from the store in one batch.
+	blobs := make([][]byte, len(keys))
+	var fetch []sink.Key
+	var at []int
+	for j, k := range keys {
+		if b, ok := s.cache.Get(k); ok {
+			blobs[j] = b
+		} else {
+			fetch = append(fetch, k)
+			at = append(at, j)
+		}
+	}
+	if len(fetch) > 0 {
+		parts, err := s.inner.Get(ctx, fetch)
+		if err != nil {
+			return nil, err
+		}
+		for n, p := range parts {
+			if b, ok := p.Bins[binPart].([]byte); ok && p.Gen != 0 {
+				blobs[at[n]] = b
+				s.cache.Put(p.Key, b, len(b)+len(p.Key.ID))
+			}
+		}
 	}
 	got := make(map[int]map[string][][]byte, len(pending))
 	gone := map[int]bool{}
-	for j, p := range parts {
+	for j, b := range blobs {
 		r := refs[j]
-		b, ok := p.Bins[binPart].([]byte)
-		if p.Gen == 0 || !ok {
+		if b == nil {
 			gone[r.rec] = true
 			continue
 		}
@@ -247,7 +297,13 @@ func (s *Split) join(ctx context.Context, recs []sink.Record, pending []int) (mi
 		}
 		var ids []string
 		for bin, ids2 := range lists[i] {
-			bins[bin] = slices.Concat(got[i][bin]...)
+			b, ok := joined[i][bin]
+			if !ok {
+				b = slices.Concat(got[i][bin]...)
+				jk := joinedKey(recs[i].Key, bin, ids2)
+				s.cache.Put(jk, b, len(b)+len(jk.ID))
+			}
+			bins[bin] = b // shared with the cache: never written to
 			ids = append(ids, ids2...)
 		}
 		s.remember(recs[i].Key, recs[i].Gen, ids)
@@ -364,7 +420,14 @@ func (s *Split) Put(ctx context.Context, recs []sink.Record) error {
 			s.forget(recs[i].Key)
 		}
 	}
+	for _, p := range parts {
+		b := p.Bins[binPart].([]byte)
+		s.cache.Put(p.Key, b, len(b)+len(p.Key.ID))
+	}
 	if len(drop) > 0 {
+		for _, d := range drop {
+			s.cache.Remove(d.Key)
+		}
 		// Best effort: a part left behind takes space but no head names it.
 		_ = s.inner.Put(ctx, drop)
 	}

@@ -45,7 +45,16 @@ func OpenStore(ctx context.Context, c *config.Connector) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return split.New(st, split.Options{Bytes: c.Sink.SplitBytes}), nil
+	return split.New(st, splitOptions(c)), nil
+}
+
+// splitOptions: the part cache has the read cache's bound.
+func splitOptions(c *config.Connector) split.Options {
+	cache := c.HTTP.ReadCacheBytes
+	if cache == 0 {
+		cache = -1
+	}
+	return split.Options{Bytes: c.Sink.SplitBytes, CacheBytes: cache}
 }
 
 // openBase opens the store the connector names.
@@ -135,7 +144,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 	}
 	// Faults hit the store under the split records, so a crash can fall
 	// between a record's parts and its head.
-	st = split.New(st, split.Options{Bytes: c.Sink.SplitBytes})
+	st = split.New(st, splitOptions(c))
 	log.Info("store open", "sink", c.Sink.Kind, "where", Where(c))
 
 	reg := prometheus.NewRegistry()
@@ -157,7 +166,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
 		IdleCheckpoint: idle, DeadLetterSet: deadLetterSet(c), LogDeadLetters: c.Runtime.ErrorsLog,
 	})
-	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st}, reg,
+	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st, Cache: serve.NewCache(c.HTTP.ReadCacheBytes)}, reg,
 		func() any {
 			return map[string]any{"runtime": rt.Status(), "source": src.Describe(),
 				"sink": map[string]any{"kind": c.Sink.Kind, "where": Where(c)}}
