@@ -70,18 +70,24 @@ const (
 // over one window, for 1h and 90d windows and 10k and 500k cards: memory
 // and throughput should not depend on either.
 func BenchmarkBacklog(b *testing.B) {
-	b.Run("group=card_activity/cards=10000", func(b *testing.B) { benchBacklog(b, backlogCards, "") })
-	for _, cards := range []int{10_000, 500_000} {
-		for _, window := range []string{"1h", "90d"} {
-			b.Run(fmt.Sprintf("group=window/cards=%d/window=%s", cards, window), func(b *testing.B) { benchBacklog(b, cards, window) })
+	for _, store := range []string{"embedded", "aerospike"} {
+		b.Run("group=card_activity/cards=10000/store="+store, func(b *testing.B) { benchBacklog(b, backlogCards, "", store) })
+		for _, cards := range []int{10_000, 500_000} {
+			if cards > 10_000 && store == "aerospike" {
+				continue // the test namespace of a local Aerospike holds 10k cards' records, not 500k
+			}
+			for _, window := range []string{"1h", "90d"} {
+				b.Run(fmt.Sprintf("group=window/cards=%d/window=%s/store=%s", cards, window, store), func(b *testing.B) { benchBacklog(b, cards, window, store) })
+			}
 		}
 	}
 }
 
 // benchBacklog runs the backlog over cards cards; window, when set,
 // replaces card_activity's aggregates with count, sum, max and distinct
-// over that window.
-func benchBacklog(b *testing.B, cards int, window string) {
+// over that window. store is embedded or aerospike (AEROSPIKE_HOSTS; the
+// run is skipped loudly without it).
+func benchBacklog(b *testing.B, cards int, window, store string) {
 	var elapsed time.Duration
 	var changes int64
 	var peakKB, anonKB, storeBytes int64
@@ -91,6 +97,9 @@ func benchBacklog(b *testing.B, cards int, window string) {
 		b.StopTimer()
 		conn, db := benchDB(b)
 		c := benchConnector(b, db)
+		if store == "aerospike" {
+			withAerospike(b, c)
+		}
 		if window != "" {
 			if c.Features[0].Name != "card_activity" {
 				b.Fatalf("the first group is %s, not card_activity", c.Features[0].Name)

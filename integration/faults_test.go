@@ -17,6 +17,7 @@ import (
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/sink"
 	"github.com/tilefeed/tilefeed/sink/embedded"
+	"github.com/tilefeed/tilefeed/sink/split"
 )
 
 // TestSinkOutage makes the store unavailable for 60 s (TILEFEED_OUTAGE
@@ -36,7 +37,7 @@ func TestSinkOutage(t *testing.T) {
 	w.run(t, 30)
 	waitSync(t, conn, r.read, 1)
 
-	store := r.store.(*embedded.Store)
+	store := r.store.(*split.Split).Inner().(*embedded.Store)
 	cp, _, _, err := connector.LoadCheckpoint(context.Background(), store, c.Name)
 	if err != nil {
 		t.Fatal(err)
