@@ -194,10 +194,12 @@ type HTTP struct {
 
 // Runtime tunes batching and memory.
 type Runtime struct {
-	BatchMax      int // most changes in one sink write
-	QueueMax      int // most changes read ahead of the sink
-	CacheEntities int // most entity records kept in memory
-	CacheBytes    int // most bytes of entity records kept in memory
+	BatchMax int // most changes in one sink write
+	QueueMax int // most changes read ahead of the sink
+	// SnapshotBatchMax is BatchMax for a batch of snapshot rows.
+	SnapshotBatchMax int
+	CacheEntities    int // most entity records kept in memory
+	CacheBytes       int // most bytes of entity records kept in memory
 	// ErrorsTolerance is "none" (stop on a bad change) or "all"
 	// (dead-letter it and continue).
 	ErrorsTolerance string
@@ -247,6 +249,10 @@ type Feature struct {
 	Project []string `json:"project,omitempty"`
 	// TTL overrides how long an idle entity's record lives ("0" = forever).
 	TTL string `json:"ttl,omitempty"`
+	// History is how far back before its longest window the group keeps
+	// tiles, so that as-of reads can go back that far
+	// (docs/point-in-time.md); none by default.
+	History string `json:"history,omitempty"`
 	// Columns declares the PostgreSQL types of the table's columns
 	// ("numeric(10,2)", "timestamptz", "int4[]"), for Debezium records
 	// that come without a schema. Optional; unused on the direct path.

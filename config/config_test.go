@@ -132,6 +132,7 @@ const completeKafka = `{
     "aerospike.timeout.ms": 750,
     "http.listen": "127.0.0.1:9000",
     "batch.max.changes": 100,
+    "snapshot.batch.max.changes": 3000,
     "queue.max.changes": "400",
     "cache.max.entities": 1000,
     "cache.max.bytes": "8388608",
@@ -206,7 +207,7 @@ func TestParseCompleteKafkaShape(t *testing.T) {
 		{"Aerospike.TLSName", c.Sink.Aerospike.TLSName, "aerospike.internal"},
 		{"Aerospike.Timeout", c.Sink.Aerospike.Timeout, 750 * time.Millisecond},
 		{"HTTP.Listen", c.HTTP.Listen, "127.0.0.1:9000"},
-		{"Runtime", c.Runtime, config.Runtime{BatchMax: 100, QueueMax: 400, CacheEntities: 1000, CacheBytes: 8 << 20,
+		{"Runtime", c.Runtime, config.Runtime{BatchMax: 100, SnapshotBatchMax: 3000, QueueMax: 400, CacheEntities: 1000, CacheBytes: 8 << 20,
 			ErrorsTolerance: "all", DeadLetterSet: "dlq", ErrorsLog: false}},
 		{"HeartbeatActionQuery", pg.HeartbeatActionQuery, "INSERT INTO hb VALUES (now())"},
 		{"Warnings", len(c.Warnings), 0},
@@ -267,7 +268,7 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 	if c.HTTP.Listen != ":8083" {
 		t.Errorf("HTTP.Listen = %q", c.HTTP.Listen)
 	}
-	if want := (config.Runtime{BatchMax: 5000, QueueMax: 20000, CacheEntities: config.DefaultCacheEntities,
+	if want := (config.Runtime{BatchMax: 5000, SnapshotBatchMax: config.DefaultSnapshotBatchMax, QueueMax: 20000, CacheEntities: config.DefaultCacheEntities,
 		CacheBytes: config.DefaultCacheBytes, ErrorsTolerance: "none", DeadLetterSet: config.DefaultDeadLetterSet, ErrorsLog: true}); c.Runtime != want {
 		t.Errorf("Runtime = %+v, want %+v", c.Runtime, want)
 	}
@@ -540,6 +541,14 @@ func TestParseErrors(t *testing.T) {
 		}, path: "features[0]", fragments: []string{"has neither aggregations nor project"}},
 		{name: "bad ttl", edit: func(p map[string]any, f []any) []any { feature(f, 0)["ttl"] = "forever"; return f },
 			path: "features[0].ttl", fragments: []string{`"forever" is not a duration`}},
+		{name: "bad history", edit: func(p map[string]any, f []any) []any { feature(f, 0)["history"] = "1.5s"; return f },
+			path: "features[0].history", fragments: []string{`"1.5s": history is a whole number of seconds`}},
+		{name: "history without time", edit: func(p map[string]any, f []any) []any {
+			delete(feature(f, 0), "time")
+			feature(f, 0)["aggregations"] = []any{map[string]any{"name": "n", "function": "count"}}
+			feature(f, 0)["history"] = "7d"
+			return f
+		}, path: "features[0].history", fragments: []string{"needs a time column"}},
 		{name: "aerospike without hosts", edit: func(p map[string]any, f []any) []any { p["tilefeed.sink"] = "aerospike"; return f },
 			path: "config.aerospike.hosts", fragments: []string{"is required when tilefeed.sink is aerospike"}},
 		{name: "split over the record limit", edit: func(p map[string]any, f []any) []any { p["record.split.bytes"] = "2097152"; return f },

@@ -20,6 +20,7 @@ const (
 	DefaultHTTPSourcePath   = "/debezium"
 	DefaultBatchMax         = 5000
 	DefaultQueueMax         = 20000
+	DefaultSnapshotBatchMax = 20000
 	DefaultCacheEntities    = 1000000
 	DefaultCacheBytes       = 64 << 20
 	DefaultStatusInterval   = 10 * time.Second

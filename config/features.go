@@ -18,7 +18,7 @@ const MaxBinName = 15
 var (
 	groupNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,62}$`)
 	featureKeys = map[string]bool{"name": true, "table": true, "entity": true, "time": true,
-		"where": true, "aggregations": true, "project": true, "ttl": true, "columns": true}
+		"where": true, "aggregations": true, "project": true, "ttl": true, "history": true, "columns": true}
 	aggregationKeys = map[string]bool{"name": true, "function": true, "column": true, "window": true, "tile": true}
 )
 
@@ -205,6 +205,13 @@ func validateFeatures(c *Connector, broken map[int]bool, v *validator) {
 				v.addf(path+".ttl", "%v", err)
 			}
 		}
+		if f.History != "" {
+			if d, err := HistoryOf(*f); err != nil {
+				v.addf(path+".history", "%v", err)
+			} else if d > 0 && f.Time == "" {
+				v.addf(path+".history", "needs a time column: a group without one keeps no tiles to read back in")
+			}
+		}
 		if f.Time == "" {
 			for _, a := range f.Aggregations {
 				if a.Window != "" || a.Function == "first" || a.Function == "last" {
@@ -334,6 +341,22 @@ func TileOf(a Aggregation) (time.Duration, error) {
 		}
 	}
 	return best, nil
+}
+
+// HistoryOf returns the group's history: how far back before its longest
+// window it keeps tiles (0 when unset).
+func HistoryOf(f Feature) (time.Duration, error) {
+	if f.History == "" || f.History == "0" {
+		return 0, nil
+	}
+	d, err := ParseDuration(f.History)
+	if err != nil {
+		return 0, err
+	}
+	if d < 0 || d%time.Second != 0 {
+		return 0, fmt.Errorf("%q: history is a whole number of seconds, 0 or more", f.History)
+	}
+	return d, nil
 }
 
 // WindowOf returns an aggregation's window (0: lifetime). The file must

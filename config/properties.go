@@ -263,6 +263,8 @@ var Properties = []Property{
 		}},
 	{Name: "batch.max.changes", Default: strconv.Itoa(DefaultBatchMax), Doc: "Most changes applied in one sink write. Batches are cut early when the source has nothing more to give, so latency stays low at low rates.",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.BatchMax, v, 1, 1000000) }},
+	{Name: "snapshot.batch.max.changes", Default: strconv.Itoa(DefaultSnapshotBatchMax), Doc: "Most changes applied in one sink write while the batch holds snapshot rows (PostgreSQL's initial snapshot, Debezium `op: r` events). Snapshot rows spread over many entities, so a larger batch writes each entity's record fewer times, for the memory of the rows and records it holds: on a 1M-row table over 10k entities with a 30-day group (`make bench`, one run), 5,000 → 20,000 took the snapshot from 12.4k to 25.3k rows/s and its peak RSS from 593 to 866 MB.",
+		set: func(c *Connector, v string) error { return setInt(&c.Runtime.SnapshotBatchMax, v, 1, 1000000) }},
 	{Name: "queue.max.changes", Default: strconv.Itoa(DefaultQueueMax), Doc: "Most changes read ahead of the sink; reading blocks beyond it (backpressure).",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.QueueMax, v, 1, 10000000) }},
 	{Name: "cache.max.bytes", Default: strconv.Itoa(DefaultCacheBytes), Doc: "Most bytes of entity records kept in memory (about their stored size, plus a small overhead per tile); the least recently used others are read from the sink when touched. The default, 64 MiB, suits a sidecar; a larger cache saves sink reads when the entities touched often do not fit.",

@@ -42,10 +42,14 @@ type Store interface {
 
 // Options tune a Runtime.
 type Options struct {
-	BatchMax      int
-	QueueMax      int
-	CacheEntities int // most records in the cache
-	CacheBytes    int // most bytes of records in the cache (State.MemSize)
+	BatchMax int
+	// SnapshotBatchMax is BatchMax for a batch that starts with a snapshot
+	// row (change.Read), when larger: such rows spread over many entities,
+	// and a larger batch writes each record fewer times.
+	SnapshotBatchMax int
+	QueueMax         int
+	CacheEntities    int // most records in the cache
+	CacheBytes       int // most bytes of records in the cache (State.MemSize)
 	// ApplyWorkers is how many goroutines apply a batch and render its
 	// records, each taking a share of the records; 0 means GOMAXPROCS.
 	ApplyWorkers   int
@@ -370,10 +374,14 @@ func (r *Runtime) Run(ctx context.Context) error {
 	}
 }
 
-// drain adds to batch what the queue holds, up to BatchMax, without
-// waiting.
+// drain adds to batch what the queue holds, up to BatchMax
+// (SnapshotBatchMax for snapshot rows), without waiting.
 func (r *Runtime) drain(events chan change.Event, batch []change.Event) []change.Event {
-	for len(batch) < r.opts.BatchMax {
+	limit := r.opts.BatchMax
+	if len(batch) > 0 && batch[0].Op == change.Read {
+		limit = max(limit, r.opts.SnapshotBatchMax)
+	}
+	for len(batch) < limit {
 		select {
 		case ev := <-events:
 			batch = append(batch, ev)

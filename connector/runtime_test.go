@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -373,5 +374,82 @@ func TestRecordTooBig(t *testing.T) {
 	f := e.Group("g").Read(s, t0.Add(time.Hour))
 	if cp.Changes == 0 || cp.Changes >= txs || f[0].Value != cp.Changes || f[1].Value != cp.Changes {
 		t.Errorf("durable: checkpoint %d changes, record count %v last %v; want the same, between 1 and %d", cp.Changes, f[0].Value, f[1].Value, txs-1)
+	}
+}
+
+// putSizes counts the group records in each Put; the first Put waits for
+// release, so the source fills the queue meanwhile.
+type putSizes struct {
+	Store
+	release chan struct{}
+	mu      sync.Mutex
+	sizes   []int
+}
+
+func (s *putSizes) Put(ctx context.Context, recs []sink.Record) error {
+	n := 0
+	for _, r := range recs {
+		if r.Key.Set == "g" {
+			n++
+		}
+	}
+	s.mu.Lock()
+	first := len(s.sizes) == 0
+	s.sizes = append(s.sizes, n)
+	s.mu.Unlock()
+	if first {
+		<-s.release
+	}
+	return s.Store.Put(ctx, recs)
+}
+
+func (s *putSizes) largest() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Max(append([]int{0}, s.sizes...))
+}
+
+// A batch of snapshot rows takes up to SnapshotBatchMax changes, one of
+// streamed changes BatchMax; either way every change lands.
+func TestSnapshotBatchMax(t *testing.T) {
+	t.Parallel()
+	const rows, batchMax, snapMax = 600, 10, 250
+	for _, op := range []change.Op{change.Read, change.Insert} {
+		t.Run(op.String(), func(t *testing.T) {
+			var evs []change.Event
+			for i := 1; i <= rows; i++ {
+				evs = append(evs, change.Event{Op: op, Table: "public.t", Pos: change.Position{LSN: 99, Ordinal: uint32(i)},
+					CommitTime: t0, After: change.Row{"k": int64(i), "v": int64(1), "at": t0}})
+			}
+			evs = append(evs, change.Event{Op: change.Commit, Pos: change.Position{LSN: 99, Ordinal: rows + 1}, CommitTime: t0, Resume: 100})
+			st := &putSizes{Store: openStore(t), release: make(chan struct{})}
+			src := &fakeSource{events: evs}
+			go func() {
+				time.Sleep(200 * time.Millisecond) // the queue fills behind the first write
+				close(st.release)
+			}()
+			run(t, src, st, Options{BatchMax: batchMax, SnapshotBatchMax: snapMax, QueueMax: 1000}, func() bool { return src.lastAck() == 100 })
+			g := newEngine(t).Group("g")
+			for i := 1; i <= rows; i++ {
+				recs, err := st.Get(context.Background(), []sink.Key{{Set: "g", ID: fmt.Sprint(i)}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				s, err := transform.DecodeState(recs[0].Bins)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n := fmt.Sprint(g.Read(s, t0)[0].Value); n != "1" {
+					t.Fatalf("entity %d: count %s, want 1", i, n)
+				}
+			}
+			want := batchMax
+			if op == change.Read {
+				want = snapMax
+			}
+			if got := st.largest(); got != want {
+				t.Errorf("%s rows: the largest batch wrote %d records, want %d", op, got, want)
+			}
+		})
 	}
 }

@@ -388,7 +388,7 @@ func startBench(b *testing.B, c *config.Connector, wrap func(connector.Store) co
 		b.Fatal(err)
 	}
 	rt := connector.New(c.Name, src, store, engine, log, m, connector.Options{
-		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
+		BatchMax: c.Runtime.BatchMax, SnapshotBatchMax: c.Runtime.SnapshotBatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
 		IdleCheckpoint: c.Postgres.HeartbeatInterval})
 	r := &benchRun{rt: rt, reader: &serve.Reader{Engine: engine, Store: st, Cache: serve.NewCache(c.HTTP.ReadCacheBytes)}, store: st, cancel: cancel, done: make(chan error, 1),
 		before: cp.Changes}
@@ -785,11 +785,16 @@ func slotCPU(b *testing.B, conn *pgx.Conn, slot string) time.Duration {
 // STDOUT (what psql's \copy does), x_copy the ratio, and peak RSS.
 func BenchmarkSnapshot(b *testing.B) {
 	for _, threads := range []int{1, 2} {
-		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) { benchSnapshot(b, threads) })
+		b.Run(fmt.Sprintf("threads=%d", threads), func(b *testing.B) { benchSnapshot(b, threads, config.DefaultSnapshotBatchMax) })
 	}
+	// The default snapshot batch beside the ordinary batch size, in the
+	// same run: what snapshot.batch.max.changes buys, and what it costs.
+	b.Run(fmt.Sprintf("threads=1/snapshot.batch=%d", config.DefaultBatchMax), func(b *testing.B) {
+		benchSnapshot(b, 1, config.DefaultBatchMax)
+	})
 }
 
-func benchSnapshot(b *testing.B, threads int) {
+func benchSnapshot(b *testing.B, threads, batch int) {
 	const rows = 1_000_000
 	var elapsed, copyElapsed time.Duration
 	var peakKB int64
@@ -816,6 +821,7 @@ func benchSnapshot(b *testing.B, threads int) {
 		c.Postgres.SnapshotMode = "initial"
 		c.Postgres.SnapshotThreads = threads
 		c.Postgres.SnapshotFetch = 10240
+		c.Runtime.SnapshotBatchMax = batch
 		debug.FreeOSMemory()
 		hwm := resetPeakRSS()
 		sampler := sampleRSS()

@@ -136,7 +136,7 @@ func chaos(t *testing.T, aerospike bool) {
 	caughtUp := time.Now()
 	waitSyncFor(t, conn, p.read, 1, 10*time.Minute)
 	t.Logf("caught up in %s", time.Since(caughtUp).Round(time.Millisecond))
-	verify(t, conn, p.read, time.Now(), w.cards)
+	verify(t, conn, p.read, soon(), w.cards)
 
 	st := p.status()
 	if want := w.changes + 1; st.Runtime.ChangesTotal != want { // +1: the sync row

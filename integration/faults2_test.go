@@ -152,7 +152,7 @@ func TestHugeTransaction(t *testing.T) {
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM bulk WHERE k = 42").Scan(&want); err != nil {
 		t.Fatal(err)
 	}
-	_, got, err := p.read("bulk", "42", time.Now())
+	_, got, err := p.read("bulk", "42", soon())
 	if err != nil || fmt.Sprint(got["n"]) != fmt.Sprint(want) {
 		t.Errorf("entity 42 counts %v (%v), SQL %d", got["n"], err, want)
 	}
@@ -212,7 +212,7 @@ func TestSigtermUnderLoad(t *testing.T) {
 	p.start()
 	defer p.term()
 	waitSync(t, conn, p.read, 1)
-	verify(t, conn, p.read, time.Now(), w.cards)
+	verify(t, conn, p.read, soon(), w.cards)
 	t.Logf("stopped %s after SIGTERM under load", took.Round(time.Millisecond))
 }
 

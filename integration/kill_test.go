@@ -199,7 +199,7 @@ func killAndRestart(t *testing.T, conn *pgx.Conn, raw []byte, listen string) {
 	}
 	w.run(t, 50)
 	waitSync(t, conn, p.read, 1)
-	verify(t, conn, p.read, time.Now(), w.cards)
+	verify(t, conn, p.read, soon(), w.cards)
 	for _, path := range []string{"/v1/status", "/metrics", "/readyz"} {
 		resp, err := http.Get("http://" + p.listen + path)
 		if err != nil {

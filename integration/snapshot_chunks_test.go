@@ -102,7 +102,7 @@ func settle(t *testing.T, conn *pgx.Conn, read featureReader, w, concurrent *wor
 	w.live = concurrent.live
 	w.run(t, 50)
 	waitSync(t, conn, read, 1)
-	verify(t, conn, read, time.Now(), w.cards)
+	verify(t, conn, read, soon(), w.cards)
 	verifyReadings(t, conn, read)
 }
 
@@ -115,7 +115,7 @@ func verifyReadings(t *testing.T, conn *pgx.Conn, read featureReader) {
 		if err := conn.QueryRow(context.Background(), "SELECT count(*), coalesce(sum(v), 0)::text FROM readings WHERE k = $1", k).Scan(&n, &total); err != nil {
 			t.Fatal(err)
 		}
-		_, got, err := read("readings", strconv.Itoa(k), time.Now())
+		_, got, err := read("readings", strconv.Itoa(k), soon())
 		if err != nil || !sameValue(got["n"], n) || !sameValue(got["total"], total) {
 			t.Errorf("readings %d: n %v total %v (%v), SQL %d %s", k, got["n"], got["total"], err, n, total)
 		}

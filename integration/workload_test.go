@@ -418,3 +418,9 @@ func sameValue(got any, want any) bool {
 	}
 	return fmt.Sprint(got) == fmt.Sprint(want)
 }
+
+// soon is an instant a tilefeed process reading over HTTP has not reached
+// yet: a read as of it is a read at now (docs/point-in-time.md), where
+// one as of the test's own clock, a little behind the server's, is exact
+// or refused.
+func soon() time.Time { return time.Now().Add(2 * time.Second) }

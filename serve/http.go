@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -100,6 +101,10 @@ func (h *Handler) getFeatures(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err)
 		return
 	}
+	query := Query{At: at, AsOf: q.Get("at") != "", Now: h.now()}
+	if v := q.Get("features"); v != "" {
+		query.Features = strings.Split(v, ",")
+	}
 	key := make([]string, len(g.Entity))
 	for i, col := range g.Entity {
 		if !q.Has(col) {
@@ -108,22 +113,31 @@ func (h *Handler) getFeatures(w http.ResponseWriter, r *http.Request) {
 		}
 		key[i] = q.Get(col)
 	}
-	ents, err := h.reader.Read(r.Context(), group, [][]string{key}, at)
+	ents, err := h.reader.ReadQuery(r.Context(), group, [][]string{key}, query)
 	if err != nil {
-		writeError(w, readStatus(err), err)
+		writeReadError(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ents[0].JSON())
 }
 
-// readStatus is the HTTP status of a failed read: 400 for a key no
-// entity can have, 503 for a store that did not answer.
-func readStatus(err error) int {
-	var ke *transform.KeyError
-	if errors.As(err, &ke) {
-		return http.StatusBadRequest
+// writeReadError answers a failed read: 422 with what can be answered
+// for an as-of read the store cannot answer exactly, 400 for a key no
+// entity can have or a feature the group lacks, 503 for a store that did
+// not answer.
+func writeReadError(w http.ResponseWriter, err error) {
+	var ae *AsOfError
+	if errors.As(err, &ae) {
+		writeJSON(w, http.StatusUnprocessableEntity, ae.JSON())
+		return
 	}
-	return http.StatusServiceUnavailable
+	var ke *transform.KeyError
+	var fe *UnknownFeatureError
+	if errors.As(err, &ke) || errors.As(err, &fe) {
+		writeError(w, http.StatusBadRequest, err)
+		return
+	}
+	writeError(w, http.StatusServiceUnavailable, err)
 }
 
 // onlineRequest is shaped like Feast's get_online_features request.
@@ -193,9 +207,21 @@ func (h *Handler) getOnlineFeatures(w http.ResponseWriter, r *http.Request) {
 				keys[i][j] = vals[i]
 			}
 		}
-		ents, err := h.reader.Read(r.Context(), g, keys, at)
+		query := Query{At: at, AsOf: req.At != "", Now: h.now()}
+		if query.AsOf {
+			// Only the features asked for must be answerable.
+			for _, f := range refs {
+				if f.group == g && slices.Contains(grp.FeatureNames(), f.feature) {
+					query.Features = append(query.Features, f.feature)
+				}
+			}
+			if len(query.Features) == 0 {
+				query.AsOf = false // nothing of the group is served
+			}
+		}
+		ents, err := h.reader.ReadQuery(r.Context(), g, keys, query)
 		if err != nil {
-			writeError(w, readStatus(err), err)
+			writeReadError(w, err)
 			return
 		}
 		results[g] = ents

@@ -28,7 +28,7 @@ var t0 = time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
 func fixture(t *testing.T) (*Handler, *error) {
 	t.Helper()
 	engine, err := transform.Compile([]config.Feature{{
-		Name: "card_activity", Table: "public.tx", Entity: []string{"card_id"}, Time: "at",
+		Name: "card_activity", Table: "public.tx", Entity: []string{"card_id"}, Time: "at", History: "2h",
 		Aggregations: []config.Aggregation{
 			{Name: "n_10m", Function: "count", Window: "10m"},
 			{Name: "sum_1h", Function: "sum", Column: "amount", Window: "1h"},
@@ -201,5 +201,41 @@ func TestHealthAndReady(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	if rec.Code != 200 {
 		t.Errorf("metrics %d", rec.Code)
+	}
+}
+
+// TestAsOfRefusals: a read with at is exact or a 422 that names the
+// feature and when it can be read; features= narrows a read to what can
+// be answered.
+func TestAsOfRefusals(t *testing.T) {
+	h, _ := fixture(t)
+	at := t0.Add(-10 * time.Minute).Format(time.RFC3339) // before the newer row (t0−5m)
+	code, out := do(t, h, "GET", "/v1/features/card_activity?card_id=1&features=sum_1h,max_amount&at="+at, "")
+	if code != 422 || out["feature"] != "max_amount" || out["answerable_from"] != "2026-11-22T09:55:00.624999Z" || // the 16th of a 10 s tile holding the row
+		!strings.Contains(out["error"].(string), "lifetime aggregate keeps no time") {
+		t.Fatalf("lifetime max as of %s: %d %v", at, code, out)
+	}
+	code, out = do(t, h, "GET", "/v1/features/card_activity?card_id=1&features=n_10m,sum_1h&at="+at, "")
+	if code != 200 {
+		t.Fatalf("windowed features as of %s: %d %v", at, code, out)
+	}
+	if f := out["features"].(map[string]any); len(f) != 2 || f["n_10m"].(json.Number) != "0" || f["sum_1h"].(json.Number) != "2.25" {
+		t.Errorf("as of %s: %v; want n_10m 0 and sum_1h 2.25 (the older row only)", at, f)
+	}
+	// An instant the reader's clock has not passed reads as at now.
+	if code, out = do(t, h, "GET", "/v1/features/card_activity?card_id=1&at="+t0.Format(time.RFC3339), ""); code != 200 {
+		t.Errorf("as of the reader's now: %d %v", code, out)
+	}
+	code, out = do(t, h, "GET", "/v1/features/card_activity?card_id=1&features=nope", "")
+	if code != 400 || !strings.Contains(out["error"].(string), `no feature "nope" (it has n_10m, sum_1h, max_amount)`) {
+		t.Errorf("unknown feature: %d %v", code, out)
+	}
+	code, out = do(t, h, "POST", "/v1/get-online-features", `{"features": ["card_activity:sum_1h"], "entities": {"card_id": ["1"]}, "at": "`+at+`"}`)
+	if code != 200 || out["results"].([]any)[1].(map[string]any)["values"].([]any)[0].(json.Number) != "2.25" {
+		t.Errorf("batch read of sum_1h as of %s: %d %v", at, code, out)
+	}
+	code, out = do(t, h, "POST", "/v1/get-online-features", `{"features": ["card_activity:max_amount"], "entities": {"card_id": ["1"]}, "at": "`+at+`"}`)
+	if code != 422 || out["feature"] != "max_amount" {
+		t.Errorf("batch read of the lifetime max as of %s: %d %v", at, code, out)
 	}
 }

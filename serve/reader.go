@@ -3,6 +3,8 @@ package serve
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/tilefeed/tilefeed/internal/lru"
@@ -105,11 +107,45 @@ type ErrUnknownGroup struct{ Group string }
 func (e ErrUnknownGroup) Error() string { return fmt.Sprintf("no feature group %q", e.Group) }
 
 // Read returns the features of the entities keyed by keys (each a value
-// per entity column, in the group's order) as of at.
+// per entity column, in the group's order) as of at, from every change
+// applied (a read at now: docs/point-in-time.md).
 func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at time.Time) ([]Entity, error) {
+	return r.ReadQuery(ctx, group, keys, Query{At: at})
+}
+
+// Query is what a read asks for beyond the group and the keys.
+type Query struct {
+	At time.Time
+	// AsOf makes the read exact as of At (docs/point-in-time.md): only
+	// the changes with an event time at or before At count, and a feature
+	// the store cannot answer so fails the read with a
+	// *transform.AsOfError. Now is the reader's clock: At at or after it
+	// reads as at now, and it says whether a missing record may have
+	// expired.
+	AsOf bool
+	Now  time.Time
+	// Features names the features wanted; all when empty.
+	Features []string
+}
+
+// ReadQuery reads the entities keyed by keys as q says.
+func (r *Reader) ReadQuery(ctx context.Context, group string, keys [][]string, q Query) ([]Entity, error) {
+	if q.AsOf && q.Now.IsZero() {
+		q.Now = time.Now()
+	}
+	if q.AsOf && !q.At.Before(q.Now) {
+		// Nothing has happened after an instant not yet past: a read as of
+		// it is a read at now (docs/point-in-time.md).
+		q.AsOf = false
+	}
 	g := r.Engine.Group(group)
 	if g == nil {
 		return nil, ErrUnknownGroup{group}
+	}
+	for _, name := range q.Features {
+		if !slices.Contains(g.FeatureNames(), name) {
+			return nil, &UnknownFeatureError{Group: group, Feature: name, Known: g.FeatureNames()}
+		}
 	}
 	sk := make([]sink.Key, len(keys))
 	for i, k := range keys {
@@ -131,7 +167,7 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 		if err != nil {
 			return nil, fmt.Errorf("record %s: %w", rec.Key, err)
 		}
-		e := Entity{Group: group, Key: map[string]string{}, At: at, Found: rec.Gen != 0 && !st.IsEmpty()}
+		e := Entity{Group: group, Key: map[string]string{}, At: q.At, Found: rec.Gen != 0 && !st.IsEmpty()}
 		for j, col := range g.Entity {
 			e.Key[col] = keys[i][j]
 		}
@@ -148,10 +184,73 @@ func (r *Reader) Read(ctx context.Context, group string, keys [][]string, at tim
 				e.Positions[name] = p.String()
 			}
 		}
-		e.Features = g.ReadMemo(st, at, memo)
+		if !q.AsOf {
+			e.Features = filterFeatures(g.ReadMemo(st, q.At, memo), q.Features)
+			out[i] = e
+			continue
+		}
+		if rec.Gen == 0 {
+			if err := g.CheckMissingAsOf(q.At, q.Now); err != nil {
+				return nil, entityError(e, err)
+			}
+		}
+		if e.Features, err = g.ReadAsOf(st, q.At, memo, q.Features); err != nil {
+			return nil, entityError(e, err)
+		}
 		out[i] = e
 	}
 	return out, nil
+}
+
+// entityError names the entity in an as-of refusal.
+func entityError(e Entity, err error) error {
+	if ae, ok := err.(*transform.AsOfError); ok {
+		return &AsOfError{AsOfError: ae, Entity: e.Key}
+	}
+	return err
+}
+
+// AsOfError is a refused as-of read of one entity.
+type AsOfError struct {
+	*transform.AsOfError
+	Entity map[string]string
+}
+
+func (e *AsOfError) Unwrap() error { return e.AsOfError }
+
+// JSON is the body of the read API's 422 answer.
+func (e *AsOfError) JSON() map[string]any {
+	m := map[string]any{"error": e.Error(), "group": e.Group, "entity": e.Entity, "feature": e.Feature, "at": e.At}
+	if !e.From.IsZero() {
+		m["answerable_from"] = e.From.UTC()
+	}
+	if !e.Before.IsZero() {
+		m["answerable_before"] = e.Before.UTC()
+	}
+	return m
+}
+
+// UnknownFeatureError names a feature the group does not have.
+type UnknownFeatureError struct {
+	Group, Feature string
+	Known          []string
+}
+
+func (e *UnknownFeatureError) Error() string {
+	return fmt.Sprintf("group %s has no feature %q (it has %s)", e.Group, e.Feature, strings.Join(e.Known, ", "))
+}
+
+func filterFeatures(all []transform.Feature, names []string) []transform.Feature {
+	if len(names) == 0 {
+		return all
+	}
+	out := all[:0]
+	for _, f := range all {
+		if slices.Contains(names, f.Name) {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // JSON renders the entity as the read API and `tilefeed get` show it.

@@ -131,6 +131,9 @@ func (g *Group) contribute(st *State, u *Update, row change.Row, at int64, sign 
 			stats.Unmatched++
 			continue
 		}
+		if sc.size > 0 {
+			t.countWhen(at, start, sc.size, sign)
+		}
 		if err := g.addRow(t, sc, u, row, at, sign, stats); err != nil {
 			return err
 		}

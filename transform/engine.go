@@ -33,6 +33,9 @@ type Group struct {
 	Where   string
 	Project []string
 	Aggs    []Aggregation
+	// History is how far back before its longest window the group keeps
+	// tiles, for as-of reads (ReadAsOf).
+	History time.Duration
 	// TTL is how long an idle entity's record lives; 0 is forever.
 	TTL      time.Duration
 	filter   *vm.Program
@@ -52,8 +55,10 @@ type Aggregation struct {
 
 // scale is what the tiles of one size must hold.
 type scale struct {
-	size    int64 // seconds; 0 for lifetime
-	horizon int64 // longest window served, seconds
+	size int64 // seconds; 0 for lifetime
+	// horizon is how far before the newest tile tiles are kept, seconds:
+	// the longest window served plus the group's history.
+	horizon int64
 	counts  []string
 	sums    []string
 	vals    []string
@@ -72,6 +77,11 @@ func Compile(features []config.Feature) (*Engine, error) {
 			}
 			g.filter = prog
 		}
+		history, err := config.HistoryOf(f)
+		if err != nil {
+			return nil, fmt.Errorf("features[%d].history: %w", i, err)
+		}
+		g.History = history
 		scales := map[int64]*scale{}
 		lifetime := len(f.Project) > 0
 		var longest time.Duration
@@ -91,7 +101,7 @@ func Compile(features []config.Feature) (*Engine, error) {
 				sc = &scale{size: size}
 				scales[size] = sc
 			}
-			if w := int64(ag.Window / time.Second); w > sc.horizon {
+			if w := int64((ag.Window + history) / time.Second); w > sc.horizon && size > 0 {
 				sc.horizon = w
 			}
 			if ag.Window == 0 {
@@ -123,7 +133,7 @@ func Compile(features []config.Feature) (*Engine, error) {
 		// An entity idle for longer than its longest window has nothing left
 		// to serve; a day of slack keeps records of late readers.
 		if !lifetime {
-			g.TTL = longest + 24*time.Hour
+			g.TTL = longest + history + 24*time.Hour
 		}
 		if f.TTL != "" {
 			if f.TTL == "0" {

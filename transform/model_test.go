@@ -476,7 +476,7 @@ func modelAggregate(a config.Aggregation, rows []change.Row, now time.Time) any 
 		if a.Function != "days_since_last" || best == nil {
 			return best
 		}
-		return now.Sub(best.(time.Time)).Hours() / 24
+		return max(now.Sub(best.(time.Time)), 0).Hours() / 24
 	case "distinct":
 		seen := map[string]bool{}
 		for _, v := range vals {

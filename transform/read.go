@@ -129,7 +129,9 @@ func finish(a Aggregation, v any, now time.Time) any {
 	if !ok {
 		return nil
 	}
-	return now.Sub(last).Hours() / 24
+	// Never negative: an event time past the read time (a clock ahead of
+	// the reader's) is as recent as it gets.
+	return max(now.Sub(last), 0).Hours() / 24
 }
 
 // aggregate computes an aggregate over the tiles of its window

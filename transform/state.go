@@ -224,7 +224,7 @@ var nonFinitePrefixes = [3]string{accNaN, accPosInf, accNegInf}
 // decodeTileMap reads a tile of the layout before tile blobs (a map of
 // entries), open.
 func decodeTileMap(tm map[any]any) (*Tile, error) {
-	t := &Tile{open: true}
+	t := &Tile{open: true, whenLost: true}
 	for ak, av := range tm {
 		name, _ := ak.(string)
 		var err error

@@ -28,6 +28,15 @@ import (
 type Tile struct {
 	Rows int64     // rows (count)
 	cols []tileCol // by column name
+	// when counts the tile's rows by the sixteenth of the tile their event
+	// time falls in (timeBuckets), so that an as-of read inside the tile
+	// knows whether a row is later than its instant; nil when it counts
+	// none (and in the lifetime tile). The counts, like Rows, depend only
+	// on the rows the tile holds, not on the order they came in. whenLost:
+	// not known (a tile stored before tiles counted them, or a retraction
+	// from an empty bucket).
+	when     []int64
+	whenLost bool
 	// raw is the stored form, nil when the open form has changed since
 	// it was encoded.
 	raw  []byte
@@ -197,7 +206,7 @@ func (t *Tile) view() *Tile {
 	}
 	v := &Tile{open: true}
 	if err := walkTile(t.raw, v); err != nil {
-		return &Tile{}
+		return &Tile{whenLost: true}
 	}
 	return v
 }
@@ -212,6 +221,7 @@ func (t *Tile) memSize() int {
 	if !t.open {
 		return n
 	}
+	n += 8 * len(t.when)
 	for i := range t.cols {
 		c := &t.cols[i]
 		n += 96 + len(c.name) + 24*(len(c.vals)+len(c.timed))
@@ -230,19 +240,67 @@ func (t *Tile) memSize() int {
 //
 //	scaleFormat  uvarint(tiles)  (varint(start − previous start)  uvarint(len)  tile blob)...
 //
-// A tile blob holds its columns by name:
+// A tile blob holds its latest event time and its columns by name:
 //
-//	tileFormat  varint(rows)  uvarint(columns)  column...
+//	tileFormat  varint(rows)  when  uvarint(columns)  column...
+//	when:  uvarint(k)  k−1 × (byte(bucket)  varint(rows))   (k = 0: not known)
 //	column:  str(name)  flags  [varint(count)] [str(sum)] [varint×3 (NaN, Infinity, -Infinity)] [values] [timed]
 //	values, timed:  uvarint(n)  n × (uvarint(prefix shared with the previous key)  str(rest of key)  varint(multiplicity))
 //
 // str is uvarint(len) and the bytes; flags says which parts follow. Keys
 // are sorted, so the shared prefixes (the 20-digit times of timed keys,
-// the tags of values) are written once.
+// the tags of values) are written once. Format 1 tiles have no when: they
+// read as whenLost.
 const (
 	scaleFormat = 1
-	tileFormat  = 1
+	tileFormat  = 2
 )
+
+// timeBuckets is how many parts of a tile Tile.when counts rows in.
+const timeBuckets = 16
+
+// bucketOf returns the part of the tile [start, start+size) (seconds) that
+// the event time at (µs) falls in.
+func bucketOf(at, start, size int64) int {
+	return int((at - start*1e6) * timeBuckets / (size * 1e6))
+}
+
+// bucketEnd returns the end (µs) of bucket b of the tile [start,
+// start+size) (seconds).
+func bucketEnd(b int, start, size int64) int64 {
+	return start*1e6 + int64(b+1)*size*1e6/timeBuckets
+}
+
+// countWhen counts a row added (sign 1) or taken back (-1) at event time
+// at in the tile [start, start+size).
+func (t *Tile) countWhen(at, start, size, sign int64) {
+	if t.whenLost {
+		return
+	}
+	if t.when == nil {
+		t.when = make([]int64, timeBuckets)
+	}
+	b := bucketOf(at, start, size)
+	if t.when[b]+sign < 0 {
+		t.when, t.whenLost = nil, true
+		return
+	}
+	t.when[b] += sign
+}
+
+// lastBucket returns the last bucket holding a row, -1 when none does;
+// ok is false when the counts are not known.
+func (t *Tile) lastBucket() (b int, ok bool) {
+	if t.whenLost {
+		return 0, false
+	}
+	for b = len(t.when) - 1; b >= 0; b-- {
+		if t.when[b] > 0 {
+			return b, true
+		}
+	}
+	return -1, true
+}
 
 const (
 	hasCount = 1 << iota
@@ -334,6 +392,7 @@ func encodeTile(t *Tile) []byte {
 	b := make([]byte, 0, size)
 	b = append(b, tileFormat)
 	b = binary.AppendVarint(b, t.Rows)
+	b = appendWhen(b, t)
 	b = binary.AppendUvarint(b, uint64(len(t.cols)))
 	for i := range t.cols {
 		c := &t.cols[i]
@@ -379,6 +438,26 @@ func encodeTile(t *Tile) []byte {
 				b = binary.AppendVarint(b, e.n)
 				prev = e.key
 			}
+		}
+	}
+	return b
+}
+
+func appendWhen(b []byte, t *Tile) []byte {
+	if t.whenLost {
+		return append(b, 0)
+	}
+	k := 1
+	for _, n := range t.when {
+		if n > 0 {
+			k++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(k))
+	for i, n := range t.when {
+		if n > 0 {
+			b = append(b, byte(i))
+			b = binary.AppendVarint(b, n)
 		}
 	}
 	return b
@@ -464,16 +543,45 @@ func (r *tileReader) byte() byte {
 // open tile's searches hold.
 func walkTile(raw []byte, t *Tile) error {
 	r := &tileReader{b: raw}
-	if f := r.byte(); r.err == nil && f != tileFormat {
-		return fmt.Errorf("tile blob of format %d (this version reads %d)", f, tileFormat)
+	f := r.byte()
+	if r.err == nil && f != tileFormat && f != 1 {
+		return fmt.Errorf("tile blob of format %d (this version reads 1 and %d)", f, tileFormat)
 	}
 	rows := r.varint()
+	var when []int64
+	whenLost := f != tileFormat
+	if f == tileFormat {
+		k := r.uvarint()
+		if k == 0 {
+			whenLost = true
+		}
+		if k > timeBuckets+1 {
+			return fmt.Errorf("tile counts rows in %d parts of %d", k-1, timeBuckets)
+		}
+		for i, prev := uint64(1), -1; i < k && r.err == nil; i++ {
+			bucket := int(r.byte())
+			rows := r.varint()
+			if r.err != nil {
+				break
+			}
+			if bucket <= prev || bucket >= timeBuckets || rows <= 0 {
+				return fmt.Errorf("tile counts %d rows in part %d after part %d", rows, bucket, prev)
+			}
+			prev = bucket
+			if t != nil {
+				if when == nil {
+					when = make([]int64, timeBuckets)
+				}
+				when[bucket] = rows
+			}
+		}
+	}
 	n := r.uvarint()
 	if n > uint64(len(r.b)) {
 		return errTileShort // each column takes two bytes at least
 	}
 	if t != nil {
-		t.Rows = rows
+		t.Rows, t.when, t.whenLost = rows, when, whenLost
 		t.cols = make([]tileCol, 0, n)
 	}
 	var key, prev, prevCol []byte
@@ -492,7 +600,9 @@ func walkTile(raw []byte, t *Tile) error {
 		}
 		var c tileCol
 		if flags&hasCount != 0 {
-			c.count = r.varint()
+			if c.count = r.varint(); c.count == 0 && r.err == nil {
+				return fmt.Errorf("column %q: a count part of 0", name) // written only when not 0
+			}
 		}
 		if flags&hasSum != 0 {
 			text := r.bytes()
@@ -509,6 +619,9 @@ func walkTile(raw []byte, t *Tile) error {
 			for j := range c.nonFinite {
 				c.nonFinite[j] = r.varint()
 			}
+			if c.nonFinite == ([3]int64{}) && r.err == nil {
+				return fmt.Errorf("column %q: a part of no NaN or infinite values", name)
+			}
 		}
 		for _, part := range [...]struct {
 			flag byte
@@ -520,6 +633,9 @@ func walkTile(raw []byte, t *Tile) error {
 			m := r.uvarint()
 			if m > uint64(len(r.b)) {
 				return errTileShort // each entry takes three bytes at least
+			}
+			if m == 0 && r.err == nil {
+				return fmt.Errorf("column %q: an empty multiset part", name) // written only when not empty
 			}
 			var ms multiset
 			var keys []byte // every key, one after the other

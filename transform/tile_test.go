@@ -125,6 +125,9 @@ func FuzzScaleBlob(f *testing.F) {
 	}
 	st.Scales = map[int64]map[int64]*Tile{60: {0: {Rows: 2, cols: []tileCol{{name: "a", count: 2, vals: multiset{{"i:1", 1}, {"i:10", 1}}, timed: multiset{{"00|x", 1}}}}}, 120: {Rows: 1}}}
 	f.Add(encodeScale(st.Scales[60]))
+	when := make([]int64, timeBuckets)
+	when[3], when[15] = 1, 2
+	f.Add(encodeScale(map[int64]*Tile{600: {Rows: 3, when: when, cols: []tileCol{{name: "a", count: 3}}}, 1200: {Rows: 1, whenLost: true}}))
 	f.Fuzz(func(t *testing.T, blob []byte) {
 		tiles, err := decodeScale(blob)
 		if err != nil {

@@ -120,9 +120,10 @@ func cmdValidate(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
-	var at string
+	var at, features string
 	cmd, err := parseFlags("get", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&at, "at", "", "read time, RFC 3339 (default now)")
+		fs.StringVar(&at, "at", "", "read as of this instant, RFC 3339: exact, or an error naming what can be read (default: now, every change applied)")
+		fs.StringVar(&features, "features", "", "comma-separated features to read (default all)")
 	})
 	if err != nil {
 		return err
@@ -162,7 +163,7 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	// A running tilefeed holds the embedded store open: ask it first, if
 	// it is this connector's (another connector may listen there).
-	out, err := getOverHTTP(ctx, c, group, g.Entity, key, at)
+	out, err := getOverHTTP(ctx, c, group, g.Entity, key, at, features)
 	var final finalError
 	switch {
 	case err == nil:
@@ -182,7 +183,11 @@ func cmdGet(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	defer st.Close()
-	ents, err := (&serve.Reader{Engine: engine, Store: st}).Read(ctx, group, [][]string{key}, readAt)
+	q := serve.Query{At: readAt, AsOf: at != "", Now: time.Now()}
+	if features != "" {
+		q.Features = strings.Split(features, ",")
+	}
+	ents, err := (&serve.Reader{Engine: engine, Store: st}).ReadQuery(ctx, group, [][]string{key}, q)
 	if err != nil {
 		return err
 	}
@@ -200,7 +205,7 @@ func openStoreForRead(ctx context.Context, c *config.Connector) (app.Store, erro
 	return app.OpenStore(ctx, c)
 }
 
-func getOverHTTP(ctx context.Context, c *config.Connector, group string, cols, key []string, at string) ([]byte, error) {
+func getOverHTTP(ctx context.Context, c *config.Connector, group string, cols, key []string, at, features string) ([]byte, error) {
 	host, port, err := net.SplitHostPort(c.HTTP.Listen)
 	if err != nil {
 		return nil, err
@@ -214,6 +219,9 @@ func getOverHTTP(ctx context.Context, c *config.Connector, group string, cols, k
 	}
 	if at != "" {
 		q.Set("at", at)
+	}
+	if features != "" {
+		q.Set("features", features)
 	}
 	u := "http://" + net.JoinHostPort(host, port) + "/v1/features/" + url.PathEscape(group) + "?" + q.Encode()
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)

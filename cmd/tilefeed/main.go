@@ -20,7 +20,7 @@ import (
 const usage = `usage:
   tilefeed run -c FILE                 stream changes into features
   tilefeed validate -c FILE [-live]    check the connector file (and the live tables with -live)
-  tilefeed get -c FILE GROUP COLUMN=VALUE… [-at TIME]
+  tilefeed get -c FILE GROUP COLUMN=VALUE… [-at TIME] [-features A,B]
                                        print an entity's features as of now (or TIME)
   tilefeed config-reference            print the connector property reference (Markdown)
 

@@ -350,22 +350,15 @@ func (sn *snapshot) save(ctx context.Context, gone []sink.Key) error {
 	}
 	if sn.prog.replace {
 		// The first write of a fresh snapshot: an earlier snapshot's record
-		// (abandoned, or a tombstone that may expire at any moment) is
-		// replaced, not compared.
-		var recs []sink.Record
-		recs, err = overwrite(ctx, sn.store, []sink.Key{rec.Key}, func(int, sink.Record) (sink.Record, bool) { return rec, true })
-		if err == nil {
-			sn.prog.gen, sn.prog.replace = recs[0].Gen, false
-		}
-	} else {
-		recs := []sink.Record{rec}
-		if err = sn.store.Put(ctx, recs); err == nil {
-			sn.prog.gen = recs[0].Gen
-		}
+		// (abandoned) is replaced, not compared. Later writes compare
+		// generations: a second writer is caught.
+		rec.Gen = sink.AnyGen
 	}
-	if err != nil {
+	recs := []sink.Record{rec}
+	if err := sn.store.Put(ctx, recs); err != nil {
 		return fmt.Errorf("write the snapshot progress: %w", err)
 	}
+	sn.prog.gen, sn.prog.replace = recs[0].Gen, false
 	if len(gone) > 0 {
 		if err := expireRecords(ctx, sn.store, gone); err != nil {
 			return fmt.Errorf("drop staged snapshot chunks: %w", err)
@@ -758,19 +751,15 @@ func (sn *snapshot) stage(ctx context.Context, c *stagedChunk, b []byte) error {
 	var recs []sink.Record
 	for part := 0; len(b) > 0 || part == 0; part++ {
 		n := min(len(b), stagingPart)
-		recs = append(recs, sink.Record{Key: stagingKey(sn.name, c.ID(), part), TTL: stagingTTL,
+		// A crash after a staging write and before the progress that names
+		// it leaves a record under the same key, and so may an earlier
+		// snapshot: replace it, whatever its generation.
+		recs = append(recs, sink.Record{Key: stagingKey(sn.name, c.ID(), part), Gen: sink.AnyGen, TTL: stagingTTL,
 			Bins: map[string]any{"rows": append([]byte(nil), b[:n]...)}})
 		b = b[n:]
 	}
 	c.Parts = len(recs)
-	// A crash after a staging write and before the progress that names it
-	// leaves a record under the same key, and so does an earlier snapshot
-	// (its tombstones): replace it.
-	keys := make([]sink.Key, len(recs))
-	for i := range recs {
-		keys[i] = recs[i].Key
-	}
-	if _, err := overwrite(ctx, sn.store, keys, func(i int, _ sink.Record) (sink.Record, bool) { return recs[i], true }); err != nil {
+	if err := sn.store.Put(ctx, recs); err != nil {
 		return fmt.Errorf("stage snapshot chunk %s: %w", c.ID(), err)
 	}
 	return nil

@@ -30,14 +30,18 @@ import (
 // with the same positions; see docs/exactly-once.md.
 const (
 	// stagingPart bounds one staging record (Aerospike's record limit is
-	// 1 MiB by default); a bigger chunk takes several.
-	stagingPart = 512 << 10
+	// 1 MiB by default); a bigger chunk takes several. It stays under the
+	// split store's default threshold (record.split.bytes, 512 KiB), so a
+	// staging record is written and read in one piece.
+	stagingPart = 256 << 10
+	// goneTTL is how a record that is no longer needed is removed: it is
+	// overwritten to expire, not deleted, because a delete in Aerospike
+	// Community Edition is not durable (a cold restart can bring the old
+	// record back), while an expired newer version keeps the old one out.
+	goneTTL = time.Second
 	// stagingTTL lets staging records orphaned by a crash (written, then
 	// the progress record that names them was not) disappear by themselves.
 	stagingTTL = 7 * 24 * time.Hour
-	// goneTTL is how a record that is no longer needed is removed: the
-	// store interface has no delete, so it is overwritten to expire.
-	goneTTL = time.Second
 )
 
 func progressKey(connectorName string) sink.Key {
@@ -290,51 +294,22 @@ func (p *progress) record(name string) (sink.Record, error) {
 	return sink.Record{Key: progressKey(name), Gen: p.gen, Bins: map[string]any{"json": string(b)}}, nil
 }
 
-// expireRecords makes keys disappear (the store interface has no delete).
+// expireRecords removes records only the snapshot writes, whatever their
+// generation and without reading them: staging chunks, and the progress
+// record once the stream has passed the last read point.
 func expireRecords(ctx context.Context, store connector.Store, keys []sink.Key) error {
 	for len(keys) > 0 {
 		n := min(len(keys), 500)
-		_, err := overwrite(ctx, store, keys[:n], func(_ int, have sink.Record) (sink.Record, bool) {
-			return sink.Record{Key: have.Key, TTL: goneTTL, Bins: map[string]any{"gone": int64(1)}}, have.Gen != 0
-		})
-		if err != nil {
+		recs := make([]sink.Record, n)
+		for i, k := range keys[:n] {
+			recs[i] = sink.Record{Key: k, Gen: sink.AnyGen, TTL: goneTTL, Bins: map[string]any{"gone": int64(1)}}
+		}
+		if err := store.Put(ctx, recs); err != nil {
 			return err
 		}
 		keys = keys[n:]
 	}
 	return nil
-}
-
-// overwrite writes, for each key keys[i], the record that next makes of
-// what the store holds under it (nothing is written where next says false),
-// whatever that generation is. It serves the records only the snapshot
-// writes and whose old content is dead: tombstones, and staging or
-// progress left by an earlier snapshot. Such a record may expire between
-// the read of its generation and the write (a tombstone lives goneTTL),
-// which the store reports as a conflict: read again and retry. It
-// returns the records written, each with its new generation.
-func overwrite(ctx context.Context, store connector.Store, keys []sink.Key, next func(i int, have sink.Record) (sink.Record, bool)) ([]sink.Record, error) {
-	const attempts = 3
-	for attempt := 1; ; attempt++ {
-		have, err := store.Get(ctx, keys)
-		if err != nil {
-			return nil, err
-		}
-		recs := make([]sink.Record, 0, len(have))
-		for i, h := range have {
-			if r, ok := next(i, h); ok {
-				r.Key, r.Gen = h.Key, h.Gen
-				recs = append(recs, r)
-			}
-		}
-		if len(recs) == 0 {
-			return nil, nil
-		}
-		err = store.Put(ctx, recs)
-		if err == nil || !errors.Is(err, sink.ErrConflict) || attempt == attempts {
-			return recs, err
-		}
-	}
 }
 
 // Staged rows: the column names and type OIDs, then each row's values

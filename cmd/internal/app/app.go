@@ -163,7 +163,7 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 		idle = time.Nanosecond
 	}
 	rt := connector.New(c.Name, src, st, engine, log, metrics, connector.Options{
-		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
+		BatchMax: c.Runtime.BatchMax, SnapshotBatchMax: c.Runtime.SnapshotBatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
 		IdleCheckpoint: idle, DeadLetterSet: deadLetterSet(c), LogDeadLetters: c.Runtime.ErrorsLog,
 	})
 	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st, Cache: serve.NewCache(c.HTTP.ReadCacheBytes)}, reg,
