@@ -801,15 +801,7 @@ func benchSnapshot(b *testing.B, threads, batch int) {
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		conn, db := benchDB(b)
-		if _, err := conn.Exec(context.Background(), `INSERT INTO transactions (card_id, merchant, amount, status, created_at)
-			SELECT g % 10000, 'm' || (g % 8), (g % 50000) / 100.0, CASE WHEN g % 6 = 0 THEN 'declined' ELSE 'approved' END,
-			       now() - make_interval(secs => g % 3456000)
-			FROM generate_series(1, $1) g`, rows); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := conn.Exec(context.Background(), "ANALYZE transactions"); err != nil {
-			b.Fatal(err)
-		}
+		fillTransactions(b, conn, rows, 8)
 		// The reference: the same table copied out (COPY TO STDOUT, as
 		// psql's \copy does), discarded.
 		copyStart := time.Now()
@@ -854,4 +846,19 @@ func benchSnapshot(b *testing.B, threads, batch int) {
 	b.ReportMetric(loadAverage(), "loadavg_1m")
 	b.ReportMetric(elapsed.Seconds()/float64(b.N), "snapshot_s")
 	b.ReportMetric(float64(peakKB)/1024, "peak_rss_MB")
+}
+
+// fillTransactions inserts rows transactions over 10k cards and merchants
+// merchants, spread over the last 40 days, one in six declined.
+func fillTransactions(b *testing.B, conn *pgx.Conn, rows, merchants int) {
+	b.Helper()
+	if _, err := conn.Exec(context.Background(), `INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+		SELECT g % 10000, 'm' || (g % $2), (g % 50000) / 100.0, CASE WHEN g % 6 = 0 THEN 'declined' ELSE 'approved' END,
+		       now() - make_interval(secs => g % 3456000)
+		FROM generate_series(1, $1) g`, rows, merchants); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := conn.Exec(context.Background(), "ANALYZE transactions"); err != nil {
+		b.Fatal(err)
+	}
 }

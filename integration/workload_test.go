@@ -275,7 +275,22 @@ func (w *workload) op(ctx context.Context, tx pgx.Tx) ([]int64, []int64, int64, 
 // figures computed by SQL, as of at, and reports every mismatch.
 func verify(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time, cards int) {
 	t.Helper()
+	mismatches := cardMismatches(t, conn, read, at, cards, false)
+	mismatches = append(mismatches, customerMismatches(t, conn, read, at)...)
+	if len(mismatches) > 0 {
+		t.Errorf("%d features differ from SQL as of %s:\n%s", len(mismatches), at.Format(time.RFC3339Nano), strings.Join(mismatches, "\n"))
+	}
+}
+
+// cardMismatches compares every card's features with SQL as of at: over
+// every row (a read at now), or, asOf, over the rows with created_at <= at.
+func cardMismatches(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time, cards int, asOf bool) []string {
+	t.Helper()
 	ctx := context.Background()
+	bound := ""
+	if asOf {
+		bound = " AND created_at <= $10"
+	}
 	type win struct{ lo, hi time.Time }
 	// Tile sizes as the engine picks them (config.TileOf): 10m→10s,
 	// 1h→1m, 24h→15m, 30d→12h.
@@ -294,8 +309,12 @@ func verify(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time, card
 			lastAmount            *string
 			lastAt                *time.Time
 		)
+		args := []any{card, w10m.lo, w10m.hi, w1h.lo, w1h.hi, w30d.lo, w30d.hi, w24h.lo, w24h.hi}
+		if asOf {
+			args = append(args, at)
+		}
 		err := conn.QueryRow(ctx, `
-			WITH r AS (SELECT * FROM transactions WHERE card_id = $1 AND status != 'declined')
+			WITH r AS (SELECT * FROM transactions WHERE card_id = $1 AND status != 'declined'`+bound+`)
 			SELECT
 			 (SELECT count(*) FROM r WHERE created_at >= $2 AND created_at < $3),
 			 (SELECT coalesce(sum(amount), 0)::text FROM r WHERE created_at >= $4 AND created_at < $5),
@@ -305,8 +324,7 @@ func verify(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time, card
 			 (SELECT min(amount)::text FROM r),
 			 (SELECT count(*) FROM r),
 			 (SELECT amount::text FROM r ORDER BY created_at DESC LIMIT 1),
-			 (SELECT max(created_at) FROM r)`,
-			card, w10m.lo, w10m.hi, w1h.lo, w1h.hi, w30d.lo, w30d.hi, w24h.lo, w24h.hi).
+			 (SELECT max(created_at) FROM r)`, args...).
 			Scan(&cnt10m, &sum1h, &avg30d, &max24h, &merch24h, &min, &cnt, &lastAmount, &lastAt)
 		if err != nil {
 			t.Fatal(err)
@@ -330,7 +348,14 @@ func verify(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time, card
 		check("last_amount", lastAmount)
 		check("last_txn_at", lastAt)
 	}
-	rows, err := conn.Query(ctx, "SELECT id, name, country, age FROM customers")
+	return mismatches
+}
+
+// customerMismatches compares the projected customers with the table.
+func customerMismatches(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time) []string {
+	t.Helper()
+	var mismatches []string
+	rows, err := conn.Query(context.Background(), "SELECT id, name, country, age FROM customers")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,9 +386,7 @@ func verify(t *testing.T, conn *pgx.Conn, read featureReader, at time.Time, card
 			mismatches = append(mismatches, fmt.Sprintf("customer %d: got %v, table %+v", id, got, c))
 		}
 	}
-	if len(mismatches) > 0 {
-		t.Errorf("%d features differ from SQL as of %s:\n%s", len(mismatches), at.Format(time.RFC3339Nano), strings.Join(mismatches, "\n"))
-	}
+	return mismatches
 }
 
 func deref(v any) any {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/tilefeed/tilefeed/cmd/internal/app"
 	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/export"
 	"github.com/tilefeed/tilefeed/integration/pgcluster"
 )
 
@@ -110,6 +111,9 @@ func run(ctx context.Context, example string, duration time.Duration, keep bool)
 	for _, card := range []int{3, 7, 11} {
 		show(ctx, conn, base, card)
 	}
+	if err := demoExport(ctx, c, dir, duration); err != nil {
+		fmt.Println("   export:", err)
+	}
 	st := running.Runtime.Status()
 	fmt.Printf("== %d changes applied; durable position %s; commit→durable %.1f ms for the last batch\n",
 		st.ChangesTotal, st.Durable, st.LagSeconds*1000)
@@ -119,6 +123,32 @@ func run(ctx context.Context, example string, duration time.Duration, keep bool)
 	}
 	stopTF()
 	return <-done
+}
+
+// demoExport writes a small spine (three cards, halfway through the
+// workload and now) and prints the training set tilefeed export makes of
+// it: the "now" rows equal the final features above.
+func demoExport(ctx context.Context, c *config.Connector, dir string, workload time.Duration) error {
+	g := c.Features[0].Name
+	fmt.Printf("== a training set (tilefeed export -spine labels.csv -o training.csv -groups %s):\n", g)
+	now := time.Now().UTC()
+	spine := "card_id,ts,label\n"
+	for i, card := range []int{3, 7, 11} {
+		spine += fmt.Sprintf("%d,%s,%d\n%d,%s,%d\n", card, now.Add(-workload/2).Format(time.RFC3339Nano), i%2, card, now.Format(time.RFC3339Nano), (i+1)%2)
+	}
+	in, out := filepath.Join(dir, "labels.csv"), filepath.Join(dir, "training.csv")
+	if err := os.WriteFile(in, []byte(spine), 0o600); err != nil {
+		return err
+	}
+	if err := export.FromPostgres(ctx, c, export.Options{Spine: in, Out: out, Groups: []string{g}}); err != nil {
+		return err
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		return err
+	}
+	fmt.Print(string(data))
+	return nil
 }
 
 // terminal reports whether f is a terminal.

@@ -69,3 +69,16 @@ func TestGetAsOf(t *testing.T) {
 		t.Errorf("at now: exit %d, out %s, err %s", code, out, errs)
 	}
 }
+
+// TestExportUsage: export names what it needs.
+func TestExportUsage(t *testing.T) {
+	file := writeFile(t, connector(t, 5432, ""))
+	if code, _, errs := runCLI("export", "-c", file, "-o", "x.csv"); code != 2 || !strings.Contains(errs, "-spine FILE and -o FILE are required") {
+		t.Errorf("export without -spine: exit %d, %s", code, errs)
+	}
+	kafka := writeFile(t, `{"name": "k", "config": {"tilefeed.source": "file", "file.path": "x.ndjson"},
+		"features": [{"name": "g", "table": "t", "entity": ["id"], "project": ["v"]}]}`)
+	if code, _, errs := runCLI("export", "-c", kafka, "-spine", "s.csv", "-o", "x.csv"); code != 1 || !strings.Contains(errs, "names no database") {
+		t.Errorf("export from a file source: exit %d, %s", code, errs)
+	}
+}

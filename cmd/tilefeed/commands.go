@@ -18,6 +18,7 @@ import (
 	"github.com/tilefeed/tilefeed/cmd/internal/app"
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector/postgres"
+	"github.com/tilefeed/tilefeed/export"
 	"github.com/tilefeed/tilefeed/serve"
 	"github.com/tilefeed/tilefeed/transform"
 )
@@ -263,6 +264,38 @@ func getOverHTTP(ctx context.Context, c *config.Connector, group string, cols, k
 type finalError struct{ error }
 
 func (e finalError) Unwrap() error { return e.error }
+
+func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
+	var o export.Options
+	var groups string
+	cmd, err := parseFlags("export", args, func(fs *flag.FlagSet) {
+		fs.StringVar(&o.Spine, "spine", "", "the labelled examples: a CSV file with a header, the entity columns and a timestamp column")
+		fs.StringVar(&o.Out, "o", "", "the training set to write (CSV)")
+		fs.StringVar(&o.TimeColumn, "time", "ts", "the spine's timestamp column")
+		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default all)")
+	})
+	if err != nil {
+		return err
+	}
+	if len(cmd.args) > 0 {
+		return usageError{fmt.Sprintf("export: unexpected argument %q", cmd.args[0])}
+	}
+	if o.Spine == "" || o.Out == "" {
+		return usageError{"export: -spine FILE and -o FILE are required"}
+	}
+	if groups != "" {
+		o.Groups = strings.Split(groups, ",")
+	}
+	c, err := cmd.load(config.DatabaseProperties)
+	if err != nil {
+		return err
+	}
+	if c.Source.Kind != "postgres" && c.Postgres.Host == "" {
+		return fmt.Errorf("export reads the feature tables from PostgreSQL (database.hostname and the other database.* properties); tilefeed.source is %s and names no database (replaying an archive of change events is not built yet)", c.Source.Kind)
+	}
+	o.Progress = stderr
+	return export.FromPostgres(ctx, c, o)
+}
 
 func cmdReference(stdout io.Writer) error {
 	_, err := fmt.Fprint(stdout, config.Reference())

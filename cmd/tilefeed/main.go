@@ -4,6 +4,7 @@
 //	tilefeed run -c connector.json        stream changes into features
 //	tilefeed validate -c connector.json   report every problem in the file
 //	tilefeed get -c connector.json GROUP col=value…   read an entity's features
+//	tilefeed export -c connector.json -spine labels.csv -o training.csv
 //	tilefeed config-reference             print the property reference
 package main
 
@@ -22,6 +23,8 @@ const usage = `usage:
   tilefeed validate -c FILE [-live]    check the connector file (and the live tables with -live)
   tilefeed get -c FILE GROUP COLUMN=VALUE… [-at TIME] [-features A,B]
                                        print an entity's features as of now (or TIME)
+  tilefeed export -c FILE -spine LABELS.csv -o TRAINING.csv [-time ts] [-groups A,B]
+                                       a training set: each spine row's features as of its timestamp
   tilefeed config-reference            print the connector property reference (Markdown)
 
 Flags may come anywhere. -name NAME names the connector of a file that has
@@ -48,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = cmdValidate(ctx, args[1:], stdout)
 	case "get":
 		err = cmdGet(ctx, args[1:], stdout)
+	case "export":
+		err = cmdExport(ctx, args[1:], stderr)
 	case "config-reference":
 		err = cmdReference(stdout)
 	case "-h", "--help", "help":

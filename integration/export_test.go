@@ -1,0 +1,181 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tilefeed/tilefeed/connector/postgres"
+	"github.com/tilefeed/tilefeed/export"
+	"github.com/tilefeed/tilefeed/transform"
+)
+
+// TestExportTable: a training set from the feature table (source=table):
+// for a spine of every card at 12 past instants, each exported value
+// equals SQL over the rows with created_at <= T (the windows ending at T),
+// computed independently; the spine's other columns pass through in
+// spine order. Then only rows later than every instant change (updates,
+// inserts, deletes): a second export is byte for byte the same.
+func TestExportTable(t *testing.T) {
+	t.Parallel()
+	conn, db := newDB(t)
+	w := newWorkload(conn, 777)
+	w.run(t, 120)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(5, 5))
+	var instants []time.Time
+	for i := 0; i < 10; i++ {
+		instants = append(instants, now.Add(-time.Hour-time.Duration(rng.Int64N(int64(35*24*time.Hour)))).Truncate(time.Microsecond))
+	}
+	// The last microsecond of a tile, and a whole day.
+	instants = append(instants, now.Add(-50*time.Hour).Truncate(15*time.Minute).Add(-time.Microsecond), now.Add(-3*24*time.Hour).Truncate(24*time.Hour))
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "labels.csv")
+	var b strings.Builder
+	b.WriteString("label,card_id,when\n")
+	type ex struct {
+		card int
+		at   time.Time
+	}
+	var order []ex
+	for _, i := range rng.Perm(len(instants) * w.cards) { // spine order is not time order
+		e := ex{i % w.cards, instants[i/w.cards]}
+		order = append(order, e)
+		fmt.Fprintf(&b, "y%d,%d,%s\n", len(order), e.card, e.at.UTC().Format(time.RFC3339Nano))
+	}
+	if err := os.WriteFile(spine, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run := func(out string) []byte {
+		t.Helper()
+		tr, err := postgres.OpenTableReader(context.Background(), c.Postgres)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tr.Close()
+		var progress bytes.Buffer
+		if err := export.Run(context.Background(), engine, tr, export.Options{Spine: spine, Out: out, TimeColumn: "when",
+			Groups: []string{"card_activity"}, Progress: &progress}); err != nil {
+			t.Fatal(err)
+		}
+		t.Log(strings.TrimSpace(progress.String()))
+		data, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return data
+	}
+	first := run(filepath.Join(dir, "training.csv"))
+	recs, err := csv.NewReader(bytes.NewReader(first)).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(order)+1 || recs[0][0] != "label" || recs[0][3] != "card_activity__txn_count_10m" {
+		t.Fatalf("%d rows, header %v", len(recs), recs[0])
+	}
+	values := map[ex]map[string]any{}
+	for i, rec := range recs[1:] {
+		if rec[0] != fmt.Sprintf("y%d", i+1) || rec[1] != fmt.Sprint(order[i].card) {
+			t.Fatalf("row %d is %v: not in spine order", i+1, rec[:3])
+		}
+		m := map[string]any{}
+		for j, name := range recs[0][3:] {
+			if v := rec[3+j]; v != "" {
+				m[strings.TrimPrefix(name, "card_activity__")] = v
+			} else {
+				m[strings.TrimPrefix(name, "card_activity__")] = nil
+			}
+		}
+		values[order[i]] = m
+	}
+	read := func(group, key string, at time.Time) (bool, map[string]any, error) {
+		var card int
+		fmt.Sscan(key, &card)
+		return true, values[ex{card, at}], nil
+	}
+	for _, at := range instants {
+		if m := cardMismatches(t, conn, read, at, w.cards, true); len(m) > 0 {
+			t.Errorf("%d exported features differ from SQL over the rows as of %s:\n%s", len(m), at.Format(time.RFC3339Nano), strings.Join(m, "\n"))
+		}
+	}
+
+	// Only rows later than every instant change.
+	latest := instants[0]
+	for _, at := range instants {
+		if at.After(latest) {
+			latest = at
+		}
+	}
+	ctx := context.Background()
+	for _, stmt := range []string{
+		`UPDATE transactions SET amount = amount + 1, merchant = 'later' WHERE created_at > $1 AND id % 3 = 0`,
+		`UPDATE transactions SET created_at = created_at + interval '1 minute' WHERE created_at > $1 AND id % 3 = 1`,
+		`DELETE FROM transactions WHERE created_at > $1 AND id % 3 = 2`,
+		`INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+			SELECT g % 40, 'new', 9.99, 'ok', $1::timestamptz + make_interval(secs => g) FROM generate_series(1, 200) g`,
+	} {
+		tag, err := conn.Exec(ctx, stmt, latest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tag.RowsAffected() == 0 {
+			t.Fatalf("%s changed nothing", stmt)
+		}
+	}
+	if second := run(filepath.Join(dir, "training2.csv")); !bytes.Equal(first, second) {
+		t.Errorf("changing rows after every instant changed the export")
+	}
+}
+
+// TestExportErrors: a bad spine is an error naming the column and line,
+// and nothing is written.
+func TestExportErrors(t *testing.T) {
+	t.Parallel()
+	_, db := newDB(t)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := postgres.OpenTableReader(context.Background(), c.Postgres)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tr.Close()
+	dir := t.TempDir()
+	for _, tc := range []struct{ spine, groups, want string }{
+		{"card_id,ts\n1,2026-01-01T00:00:00Z\n2,yesterday\n", "card_activity", `spine line 3, column ts: "yesterday" is not a timestamp`},
+		{"card,ts\n1,2026-01-01T00:00:00Z\n", "card_activity", `spine has no column "card_id" (group card_activity is keyed by card_id)`},
+		{"card_id,time\n1,2026-01-01\n", "card_activity", `spine has no timestamp column "ts"`},
+		{"card_id,ts\n1,2026-01-01\n", "nope", `no feature group "nope"`},
+		{"id,ts\n1,2026-01-01\n", "customer", `group customer has no time column`},
+	} {
+		spine := filepath.Join(dir, "spine.csv")
+		out := filepath.Join(dir, "out.csv")
+		if err := os.WriteFile(spine, []byte(tc.spine), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := export.Run(context.Background(), engine, tr, export.Options{Spine: spine, Out: out, Groups: []string{tc.groups}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("spine %q: %v, want %q", tc.spine, err, tc.want)
+		}
+		if _, err := os.Stat(out); !os.IsNotExist(err) {
+			t.Errorf("spine %q: output written", tc.spine)
+		}
+		if left, _ := filepath.Glob(filepath.Join(dir, ".out.csv*")); len(left) > 0 {
+			t.Errorf("temporary files left: %v", left)
+		}
+	}
+}
