@@ -86,6 +86,14 @@ type Table interface {
 	Read(ctx context.Context, table string, order []string, timeCol string, from time.Time, fn func(change.Row) error) error
 }
 
+// Estimator is a Table that can estimate a table's rows, for progress.
+type Estimator interface {
+	Estimate(ctx context.Context, table string) int64
+}
+
+// progressEvery is how often a long replay reports its progress.
+const progressEvery = 5 * time.Second
+
 // Column names a group's feature in the output: <group>__<feature>.
 func Column(group, feature string) string { return group + "__" + feature }
 
@@ -119,7 +127,7 @@ func Compute(ctx context.Context, engine *transform.Engine, groups []*transform.
 	out := make([][]string, len(groups))
 	for gi, g := range groups {
 		start := time.Now()
-		res, n, err := computeGroup(ctx, engine, g, keyCols[gi], sp, src)
+		res, n, err := computeGroup(ctx, engine, g, keyCols[gi], sp, src, progress)
 		if err != nil {
 			return nil, fmt.Errorf("group %s: %w", g.Name, err)
 		}
@@ -141,7 +149,13 @@ func spineKey(row []string, cols []int) []string {
 	return key
 }
 
-func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Group, keyCols []int, sp *Spine, src Table) ([]string, int, error) {
+func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Group, keyCols []int, sp *Spine, src Table, progress io.Writer) ([]string, int, error) {
+	var total int64
+	if e, ok := src.(Estimator); ok && progress != nil {
+		total = e.Estimate(ctx, g.Table)
+	}
+	started := time.Now()
+	nextReport := started.Add(progressEvery)
 	// Each entity's spine rows, by timestamp.
 	byEntity := map[string][]int{}
 	earliest := time.Time{}
@@ -193,6 +207,10 @@ func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Gr
 			return fmt.Errorf("column %s holds %v, not a time", g.TimeCol, row[g.TimeCol])
 		}
 		n++
+		if progress != nil && n%4096 == 0 && time.Now().After(nextReport) {
+			nextReport = time.Now().Add(progressEvery)
+			reportProgress(progress, g, n, total, time.Since(started))
+		}
 		ev := change.Event{Op: change.Read, Table: g.Table, After: row, Pos: change.Position{LSN: uint64(n)}, CommitTime: at}
 		var err error
 		if ups, err = engine.Plan(&ev, ups[:0]); err != nil {
@@ -231,6 +249,19 @@ func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Gr
 		}
 	}
 	return res, n, renderErr
+}
+
+// reportProgress prints a line: rows replayed of the estimate, the rate
+// and the time left.
+func reportProgress(w io.Writer, g *transform.Group, n int, total int64, el time.Duration) {
+	rate := float64(n) / max(el.Seconds(), 1e-9)
+	if total <= int64(n) {
+		fmt.Fprintf(w, "export: group %s: %d rows of %s replayed, %.0f rows/s\n", g.Name, n, g.Table, rate)
+		return
+	}
+	eta := time.Duration(float64(total-int64(n)) / rate * float64(time.Second))
+	fmt.Fprintf(w, "export: group %s: %d of about %d rows of %s replayed (%.0f%%), %.0f rows/s, about %s left\n",
+		g.Name, n, total, g.Table, 100*float64(n)/float64(total), rate, eta.Round(time.Second))
 }
 
 // render writes features as CSV fields, without a line end.
@@ -370,6 +401,11 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 			return fmt.Errorf("no feature group %q", name)
 		}
 		groups = append(groups, g)
+	}
+	for _, p := range []string{o.Spine, o.Out} {
+		if strings.EqualFold(filepath.Ext(p), ".parquet") {
+			return fmt.Errorf("%s: Parquet is not supported yet; spines and training sets are CSV", p)
+		}
 	}
 	f, err := os.Open(o.Spine)
 	if err != nil {

@@ -67,3 +67,17 @@ func TestWriteCSV(t *testing.T) {
 		t.Errorf("read back %q, want %q", recs, want)
 	}
 }
+
+// TestReportProgress: the progress line says how far, how fast, how long.
+func TestReportProgress(t *testing.T) {
+	engine, err := transform.Compile([]config.Feature{{Name: "g", Table: "t", Entity: []string{"id"}, Time: "at",
+		Aggregations: []config.Aggregation{{Name: "n", Function: "count"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	reportProgress(&b, engine.Group("g"), 250_000, 1_000_000, 5*time.Second)
+	if want := "export: group g: 250000 of about 1000000 rows of t replayed (25%), 50000 rows/s, about 15s left\n"; b.String() != want {
+		t.Errorf("%q, want %q", b.String(), want)
+	}
+}

@@ -143,7 +143,13 @@ func TestExportTable(t *testing.T) {
 // and nothing is written.
 func TestExportErrors(t *testing.T) {
 	t.Parallel()
-	_, db := newDB(t)
+	conn, db := newDB(t)
+	for _, stmt := range []string{`INSERT INTO transactions (card_id, merchant, amount, status, created_at)
+		SELECT g % 10, 'm', 1, 'ok', now() FROM generate_series(1, 500) g`, "ANALYZE transactions"} {
+		if _, err := conn.Exec(context.Background(), stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
 	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
 	engine, err := transform.Compile(c.Features)
 	if err != nil {
@@ -177,5 +183,12 @@ func TestExportErrors(t *testing.T) {
 		if left, _ := filepath.Glob(filepath.Join(dir, ".out.csv*")); len(left) > 0 {
 			t.Errorf("temporary files left: %v", left)
 		}
+	}
+	err = export.Run(context.Background(), engine, tr, export.Options{Spine: "labels.parquet", Out: filepath.Join(dir, "out.csv")})
+	if err == nil || !strings.Contains(err.Error(), "labels.parquet: Parquet is not supported yet") {
+		t.Errorf("a Parquet spine: %v", err)
+	}
+	if n := tr.Estimate(context.Background(), "public.transactions"); n != 500 {
+		t.Errorf("estimate of 500 analyzed rows: %d", n)
 	}
 }

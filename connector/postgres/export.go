@@ -99,3 +99,13 @@ func (r *TableReader) Read(ctx context.Context, table string, order []string, ti
 	}
 	return nil
 }
+
+// Estimate returns PostgreSQL's estimate of table's rows (pg_class.reltuples,
+// as of the last ANALYZE or VACUUM); 0 when it has none.
+func (r *TableReader) Estimate(ctx context.Context, table string) int64 {
+	var n float64
+	if err := r.tx.QueryRow(ctx, "SELECT reltuples::float8 FROM pg_class WHERE oid = $1::regclass", quoteTable(table)).Scan(&n); err != nil || n < 0 {
+		return 0
+	}
+	return int64(n)
+}
