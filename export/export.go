@@ -380,7 +380,7 @@ func WriteFile(path string, write func(io.Writer) error) error {
 type Options struct {
 	Spine, Out string   // file paths (CSV)
 	TimeColumn string   // the spine's timestamp column; "ts" when empty
-	Groups     []string // groups to export; all when empty
+	Groups     []string // groups to export; every group with a time column when empty
 	Progress   io.Writer
 }
 
@@ -393,7 +393,17 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 	}
 	var groups []*transform.Group
 	if len(o.Groups) == 0 {
-		groups = engine.Groups()
+		// Every group that has event times to replay by.
+		for _, g := range engine.Groups() {
+			if g.TimeCol != "" {
+				groups = append(groups, g)
+			} else if o.Progress != nil {
+				fmt.Fprintf(o.Progress, "export: group %s left out: it has no time column\n", g.Name)
+			}
+		}
+		if len(groups) == 0 {
+			return errors.New("no feature group has a time column: an export replays rows by event time")
+		}
 	}
 	for _, name := range o.Groups {
 		g := engine.Group(name)

@@ -184,6 +184,18 @@ func TestExportErrors(t *testing.T) {
 			t.Errorf("temporary files left: %v", left)
 		}
 	}
+	// Without -groups: every group with a time column (card_activity).
+	spine := filepath.Join(dir, "spine.csv")
+	if err := os.WriteFile(spine, []byte("card_id,ts\n1,2026-01-01\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var progress bytes.Buffer
+	if err := export.Run(context.Background(), engine, tr, export.Options{Spine: spine, Out: filepath.Join(dir, "all.csv"), Progress: &progress}); err != nil {
+		t.Errorf("every group: %v", err)
+	} else if data, _ := os.ReadFile(filepath.Join(dir, "all.csv")); !strings.HasPrefix(string(data), "card_id,ts,card_activity__") ||
+		!strings.Contains(progress.String(), "group customer left out: it has no time column") {
+		t.Errorf("every group: %s\n%s", data, progress.String())
+	}
 	err = export.Run(context.Background(), engine, tr, export.Options{Spine: "labels.parquet", Out: filepath.Join(dir, "out.csv")})
 	if err == nil || !strings.Contains(err.Error(), "labels.parquet: Parquet is not supported yet") {
 		t.Errorf("a Parquet spine: %v", err)

@@ -272,7 +272,7 @@ func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
 		fs.StringVar(&o.Spine, "spine", "", "the labelled examples: a CSV file with a header, the entity columns and a timestamp column")
 		fs.StringVar(&o.Out, "o", "", "the training set to write (CSV)")
 		fs.StringVar(&o.TimeColumn, "time", "ts", "the spine's timestamp column")
-		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default all)")
+		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default: every group with a time column)")
 	})
 	if err != nil {
 		return err
