@@ -43,7 +43,7 @@ func Column(group, feature string) string { return group + "__" + feature }
 
 // Options are what Run needs besides the connector's groups.
 type Options struct {
-	Spine, Out string   // file paths (CSV)
+	Spine, Out string   // file paths: .parquet for Parquet, CSV otherwise
 	TimeColumn string   // the spine's timestamp column; "ts" when empty
 	Groups     []string // groups to export; every group with a time column when empty
 	Progress   io.Writer
@@ -65,9 +65,6 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 	groups, err := selectGroups(engine, o.Groups, o.Progress)
 	if err != nil {
 		return err
-	}
-	if _, err := newTable(o.Out, io.Discard, nil); err != nil {
-		return err // an output format that cannot be written, before any work
 	}
 	sp, err := openSpine(o.Spine)
 	if err != nil {
@@ -105,7 +102,7 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 				g.Name, res.replayed, g.Table, keys.rows, el.Round(time.Millisecond), float64(keys.rows)/max(el.Seconds(), 1e-9))
 		}
 	}
-	if err := WriteFile(o.Out, func(w io.Writer) error { return writeTable(o.Out, w, sp, groups, results) }); err != nil {
+	if err := WriteFile(o.Out, func(w io.Writer) error { return writeTable(o.Out, w, sp, groups, results, o.Progress) }); err != nil {
 		return err
 	}
 	if o.Progress != nil {
@@ -575,17 +572,18 @@ func eventTime(v any) (time.Time, bool) {
 
 // writeTable is the last pass: the spine's rows again, in file order,
 // each with every group's features.
-func writeTable(path string, w io.Writer, sp spineFile, groups []*transform.Group, results []*groupResult) error {
+func writeTable(path string, w io.Writer, sp spineFile, groups []*transform.Group, results []*groupResult, progress io.Writer) error {
 	var cols []column
 	for _, name := range sp.Columns() {
 		cols = append(cols, column{Name: name})
 	}
 	for gi, g := range groups {
+		fns := featureFunctions(g)
 		for i, name := range g.FeatureNames() {
-			cols = append(cols, column{Name: Column(g.Name, name), types: &results[gi].types[i]})
+			cols = append(cols, column{Name: Column(g.Name, name), types: &results[gi].types[i], function: fns[i]})
 		}
 	}
-	out, err := newTable(path, w, cols)
+	out, err := newTable(path, w, cols, sp, progress)
 	if err != nil {
 		return err
 	}
@@ -626,7 +624,11 @@ func writeTable(path string, w io.Writer, sp spineFile, groups []*transform.Grou
 				feats[gi] = append(feats[gi], v)
 			}
 		}
-		if err := out.Write(vals, feats); err != nil {
+		row := spineRow{vals: vals}
+		if pr, ok := r.(*parquetReader); ok {
+			row.raw = pr.rawRow()
+		}
+		if err := out.Write(row, feats); err != nil {
 			return err
 		}
 	}
@@ -636,6 +638,16 @@ func writeTable(path string, w io.Writer, sp spineFile, groups []*transform.Grou
 		}
 	}
 	return out.Close()
+}
+
+// featureFunctions is each feature's aggregate function, in FeatureNames
+// order ("" for a projected column).
+func featureFunctions(g *transform.Group) []string {
+	fns := make([]string, len(g.Project), len(g.Project)+len(g.Aggs))
+	for _, a := range g.Aggs {
+		fns = append(fns, a.Function)
+	}
+	return fns
 }
 
 // WriteFile writes to path through a temporary file renamed into place,

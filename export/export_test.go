@@ -124,7 +124,7 @@ func TestCSVTable(t *testing.T) {
 		{[]any{"1", "2026-01-01", `say "hi", twice`}, []any{"x,y", nil}},
 		{[]any{"2", "2026-01-02", ""}, []any{nil, int64(3)}},
 	} {
-		if err := tb.Write(r.spine, [][]any{r.feats}); err != nil {
+		if err := tb.Write(spineRow{vals: r.spine}, [][]any{r.feats}); err != nil {
 			t.Fatal(err)
 		}
 	}

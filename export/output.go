@@ -4,13 +4,13 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
-	"fmt"
 	"io"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
+	"github.com/parquet-go/parquet-go"
 
 	"github.com/tilefeed/tilefeed/change"
 )
@@ -19,25 +19,34 @@ import (
 type table interface {
 	// Write writes one row: the spine's values, then each group's
 	// features.
-	Write(spine []any, feats [][]any) error
+	Write(spine spineRow, feats [][]any) error
 	// Close flushes what is buffered; the file itself is the caller's.
 	Close() error
 }
 
-// column is one output column: a spine's, or a group's feature.
-type column struct {
-	Name  string
-	types *valueTypes // a feature's values seen; nil for a spine column
+// spineRow is a spine row as the last pass hands it on: its values, and
+// for a Parquet spine the same row as Parquet values.
+type spineRow struct {
+	vals []any
+	raw  parquet.Row
 }
 
-// newTable returns the writer for path's format.
-func newTable(path string, w io.Writer, cols []column) (table, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".parquet":
-		return nil, fmt.Errorf("%s: Parquet is not supported yet; spines and training sets are CSV", path)
+// column is one output column: a spine's, or a group's feature.
+type column struct {
+	Name     string
+	types    *valueTypes // a feature's values seen; nil for a spine column
+	function string      // a feature's aggregate function; "" when projected
+}
+
+// newTable returns the writer for path's format (.parquet, or CSV).
+func newTable(path string, w io.Writer, cols []column, sp spineFile, progress io.Writer) (table, error) {
+	if isParquet(path) {
+		return newParquetTable(w, cols, sp, progress)
 	}
 	return newCSVTable(w, cols)
 }
+
+func isParquet(path string) bool { return strings.EqualFold(filepath.Ext(path), ".parquet") }
 
 // csvTable writes CSV with a header row; NULL is an empty field.
 type csvTable struct {
@@ -59,9 +68,9 @@ func newCSVTable(w io.Writer, cols []column) (*csvTable, error) {
 	return t, nil
 }
 
-func (t *csvTable) Write(spine []any, feats [][]any) error {
+func (t *csvTable) Write(spine spineRow, feats [][]any) error {
 	t.fields = t.fields[:0]
-	for _, v := range spine {
+	for _, v := range spine.vals {
 		s, err := text(v)
 		if err != nil {
 			return err
@@ -91,7 +100,11 @@ func (t *csvTable) Close() error {
 // valueTypes sums up the values one feature column took, so a typed
 // format can choose the column's type once every value is known.
 type valueTypes struct {
-	kinds uint16 // a bit per kind seen, 1<<tag order in kindOf
+	kinds        uint16 // a bit per kind seen
+	nonFinite    bool   // a NaN or ±Infinity decimal
+	maxScale     int    // of finite decimals: digits after the point
+	maxIntDigits int    // and before it
+	nanos        bool   // a time with a fraction finer than microseconds
 }
 
 // Kinds of values, as bits of valueTypes.kinds.
@@ -110,7 +123,7 @@ const (
 )
 
 func (vt *valueTypes) observe(v any) {
-	switch v.(type) {
+	switch x := v.(type) {
 	case nil:
 	case int64:
 		vt.kinds |= kindInt
@@ -118,10 +131,14 @@ func (vt *valueTypes) observe(v any) {
 		vt.kinds |= kindFloat
 	case *apd.Decimal:
 		vt.kinds |= kindDecimal
+		vt.observeDecimal(x)
 	case string:
 		vt.kinds |= kindString
 	case time.Time:
 		vt.kinds |= kindTime
+		if x.Nanosecond()%1000 != 0 {
+			vt.nanos = true
+		}
 	case change.Infinity:
 		vt.kinds |= kindInfinity
 	case bool:
@@ -135,4 +152,15 @@ func (vt *valueTypes) observe(v any) {
 	case []any:
 		vt.kinds |= kindArray
 	}
+}
+
+func (vt *valueTypes) observeDecimal(d *apd.Decimal) {
+	if d.Form != apd.Finite {
+		vt.nonFinite = true
+		return
+	}
+	digits := int(d.NumDigits())
+	scale := max(-int(d.Exponent), 0)
+	vt.maxScale = max(vt.maxScale, scale)
+	vt.maxIntDigits = max(vt.maxIntDigits, digits-scale+max(int(d.Exponent), 0))
 }

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 )
 
@@ -31,9 +29,8 @@ type spineReader interface {
 
 // openSpine opens a spine by its file name's extension.
 func openSpine(path string) (spineFile, error) {
-	switch strings.ToLower(filepath.Ext(path)) {
-	case ".parquet":
-		return nil, fmt.Errorf("%s: Parquet is not supported yet; spines and training sets are CSV", path)
+	if isParquet(path) {
+		return openParquetSpine(path)
 	}
 	return openCSVSpine(path)
 }

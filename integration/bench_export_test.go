@@ -16,21 +16,25 @@ import (
 	"github.com/tilefeed/tilefeed/transform"
 )
 
-// BenchmarkExport: a training set over a 1M-row table of 10k cards (40
+// BenchmarkExport: a training set over a 5M-row table of 10k cards (40
 // days) for spines of 100k and 1M rows (random cards and instants in the
 // last 30 days), printed beside a COPY of the table in the same run, with
 // peak RSS and the load average.
 func BenchmarkExport(b *testing.B) {
 	conn, db := benchDB(b)
-	const rows = 1_000_000
+	const rows = 5_000_000 // #10: "a 5M-row source table"
 	fillTransactions(b, conn, rows, 97)
 	c := benchConnector(b, db)
 	engine, err := transform.Compile(c.Features)
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, n := range []int{100_000, 1_000_000} {
-		b.Run(fmt.Sprintf("spine=%d", n), func(b *testing.B) {
+	for _, tc := range []struct {
+		n   int
+		out string
+	}{{100_000, "csv"}, {1_000_000, "csv"}, {1_000_000, "parquet"}} {
+		n := tc.n
+		b.Run(fmt.Sprintf("spine=%d/out=%s", n, tc.out), func(b *testing.B) {
 			dir := b.TempDir()
 			spine := filepath.Join(dir, "spine.csv")
 			f, err := os.Create(spine)
@@ -64,7 +68,7 @@ func BenchmarkExport(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				err = export.Run(context.Background(), engine, tr, export.Options{Spine: spine, Out: filepath.Join(dir, "out.csv"), Groups: []string{"card_activity"}})
+				err = export.Run(context.Background(), engine, tr, export.Options{Spine: spine, Out: filepath.Join(dir, "out."+tc.out), Groups: []string{"card_activity"}})
 				tr.Close()
 				if err != nil {
 					b.Fatal(err)

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/export"
 	"github.com/tilefeed/tilefeed/transform"
@@ -111,6 +113,34 @@ func TestExportTable(t *testing.T) {
 		}
 	}
 
+	// The same set in Parquet: a row per example, each feature typed by
+	// what PostgreSQL's columns hold (the values themselves are checked
+	// against the CSV in export's tests and by DuckDB in integration/duckdb).
+	run(filepath.Join(dir, "training.parquet"))
+	pf, err := os.Open(filepath.Join(dir, "training.parquet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := pf.Stat()
+	file, err := parquet.OpenFile(pf, st.Size())
+	if err != nil {
+		t.Fatal(err)
+	}
+	schema := file.Schema().String()
+	for _, want := range []string{"optional binary label (STRING);", "optional binary when (STRING);",
+		"optional int64 card_activity__txn_count_10m (INT(64,true));", "optional fixed_len_byte_array(16) card_activity__amount_sum_1h (DECIMAL(38,2));",
+		"card_activity__amount_avg_30d (DECIMAL(38,", "optional fixed_len_byte_array(16) card_activity__amount_max_24h (DECIMAL(38,2));",
+		"optional int64 card_activity__merchants_24h (INT(64,true));", "optional fixed_len_byte_array(16) card_activity__amount_min (DECIMAL(38,2));",
+		"optional int64 card_activity__last_txn_at (TIMESTAMP(isAdjustedToUTC=true,unit=MICROS));"} {
+		if !strings.Contains(schema, want) {
+			t.Errorf("training.parquet has no %q:\n%s", want, schema)
+		}
+	}
+	if file.NumRows() != int64(len(order)) {
+		t.Errorf("training.parquet has %d rows, want %d", file.NumRows(), len(order))
+	}
+	pf.Close()
+
 	// Only rows later than every instant change.
 	latest := instants[0]
 	for _, at := range instants {
@@ -196,9 +226,12 @@ func TestExportErrors(t *testing.T) {
 		!strings.Contains(progress.String(), "group customer left out: it has no time column") {
 		t.Errorf("every group: %s\n%s", data, progress.String())
 	}
-	err = export.Run(context.Background(), engine, tr, export.Options{Spine: "labels.parquet", Out: filepath.Join(dir, "out.csv")})
-	if err == nil || !strings.Contains(err.Error(), "labels.parquet: Parquet is not supported yet") {
-		t.Errorf("a Parquet spine: %v", err)
+	if err := os.WriteFile(filepath.Join(dir, "labels.parquet"), []byte("card_id,ts\n1,2026-01-01\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = export.Run(context.Background(), engine, tr, export.Options{Spine: filepath.Join(dir, "labels.parquet"), Out: filepath.Join(dir, "out.parquet")})
+	if err == nil || !strings.Contains(err.Error(), "labels.parquet is not a Parquet file") {
+		t.Errorf("a CSV file named .parquet: %v", err)
 	}
 	if n := tr.Estimate(context.Background(), "public.transactions"); n != 500 {
 		t.Errorf("estimate of 500 analyzed rows: %d", n)

@@ -269,8 +269,8 @@ func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
 	var o export.Options
 	var groups string
 	cmd, err := parseFlags("export", args, func(fs *flag.FlagSet) {
-		fs.StringVar(&o.Spine, "spine", "", "the labelled examples: a CSV file with a header, the entity columns and a timestamp column")
-		fs.StringVar(&o.Out, "o", "", "the training set to write (CSV)")
+		fs.StringVar(&o.Spine, "spine", "", "the labelled examples, with the entity columns and a timestamp column: Parquet (.parquet) or CSV with a header")
+		fs.StringVar(&o.Out, "o", "", "the training set to write: Parquet when it ends in .parquet, CSV otherwise")
 		fs.StringVar(&o.TimeColumn, "time", "ts", "the spine's timestamp column")
 		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default: every group with a time column)")
 	})
