@@ -95,6 +95,16 @@ func (sc *scale) cutoff(h int64) int64 {
 	return floorDiv(hs, sc.size)*sc.size - sc.horizon
 }
 
+// sameCutoffs reports whether every scale has the same cutoff at a and b.
+func (g *Group) sameCutoffs(a, b int64) bool {
+	for _, sc := range g.scales {
+		if sc.size > 0 && sc.cutoff(a) != sc.cutoff(b) {
+			return false
+		}
+	}
+	return true
+}
+
 func (g *Group) contribute(st *State, u *Update, row change.Row, at int64, sign int64, h int64, stats *Stats) error {
 	atSec := floorDiv(at, int64(time.Second/time.Microsecond))
 	for _, sc := range g.scales {
@@ -226,15 +236,16 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 			if err != nil {
 				return bad(col, v, err.Error())
 			}
-			ms := &t.col(col).vals
+			c := t.col(col)
+			ms := &c.vals
 			if timed {
-				ms = &t.col(col).timed
+				ms = &c.timed
 				k = timedKey(at, k)
 			}
-			if ms.bump(k, sign) {
-				continue
-			}
-			if sign < 0 && retractNumber(ms, v, at, timed) {
+			if ms.bump(k, sign) || (sign < 0 && retractNumber(ms, v, at, timed)) {
+				if !timed {
+					c.noteValue(k, sign)
+				}
 				continue
 			}
 			stats.Unmatched++
@@ -269,6 +280,11 @@ func timedKey(at int64, tagged string) string {
 }
 
 func (g *Group) trim(st *State, h int64) {
+	if st.trimmed && g.sameCutoffs(st.trimmedAt, h) {
+		// Nothing new to drop: contribute adds no tile before the cutoffs.
+		return
+	}
+	st.trimmed, st.trimmedAt = true, h
 	for _, sc := range g.scales {
 		if sc.size == 0 {
 			continue

@@ -569,7 +569,7 @@ func (g *Group) checkValues(ev *change.Event, row change.Row) error {
 		for _, cols := range [][]string{sc.vals, sc.timed} {
 			for _, col := range cols {
 				if v := row[col]; v != nil {
-					if _, err := encodeValue(v); err != nil {
+					if err := encodable(v); err != nil {
 						return g.dataErr(ev, col, v, err.Error())
 					}
 				}

@@ -38,6 +38,10 @@ type harness struct {
 	// forgets them all. Every read is made with and without its memo,
 	// which must agree.
 	memos map[*State]*Memo
+	// open keeps states as Apply left them, never encoded, as the
+	// runtime's cache and an export's replay hold them: reads then go
+	// through what open tiles keep (the min/max extremes).
+	open bool
 }
 
 // outcome is what happened to one planned update.
@@ -124,6 +128,14 @@ func (h *harness) apply(ev change.Event) ([]outcome, error) {
 		}
 		if !at.Less(u.Pos) {
 			out = append(out, outcome{key: u.Key, at: at})
+			continue
+		}
+		if h.open {
+			if err := u.Group.Apply(cur, u, &h.stats); err != nil {
+				return out, err
+			}
+			staged[u.Key] = cur
+			out = append(out, outcome{key: u.Key, applied: true, at: at})
 			continue
 		}
 		// Work on a decoded copy, as the runtime works on what it read.

@@ -612,14 +612,21 @@ func TestModel(t *testing.T) {
 	for _, seed := range seeds {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
 			t.Parallel()
-			runModel(t, seed, events)
+			runModel(t, seed, events, false)
 		})
 	}
+	// States kept open across changes, as the runtime's cache and an
+	// export hold them.
+	t.Run("open", func(t *testing.T) {
+		t.Parallel()
+		runModel(t, seeds[1], events, true)
+	})
 }
 
-func runModel(t *testing.T, seed uint64, n int) {
+func runModel(t *testing.T, seed uint64, n int, open bool) {
 	features := modelFeatures()
 	h := newHarness(t, features)
+	h.open = open
 	m := newModel(features)
 	evs := generate(seed, n)
 	r := rand.New(rand.NewPCG(seed, 1))

@@ -3,6 +3,7 @@ package transform
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -74,7 +75,7 @@ func (g *Group) ReadMemo(st *State, now time.Time, memo *Memo) []Feature {
 		out = append(out, Feature{Name: col, Value: st.Row[col]})
 	}
 	nowSec := floorDiv(now.UnixMicro(), int64(time.Second/time.Microsecond))
-	views := map[*Tile]*Tile{} // each stored tile decoded once, whatever reads it
+	rt := readTiles{st: st} // each stored tile decoded once, whatever reads it
 	for i, a := range g.Aggs {
 		size := int64(a.Tile / time.Second)
 		k := memoKey{agg: i}
@@ -83,7 +84,7 @@ func (g *Group) ReadMemo(st *State, now time.Time, memo *Memo) []Feature {
 		}
 		v, ok := memo.get(k)
 		if !ok {
-			v = aggregate(a, g.window(st, a, nowSec, views))
+			v = aggregate(a, rt.window(a, nowSec))
 			memo.put(k, v)
 		}
 		out = append(out, Feature{Name: a.Name, Value: finish(a, v, now)})
@@ -91,32 +92,55 @@ func (g *Group) ReadMemo(st *State, now time.Time, memo *Memo) []Feature {
 	return out
 }
 
-func (g *Group) window(st *State, a Aggregation, nowSec int64, views map[*Tile]*Tile) []*Tile {
-	size := int64(a.Tile / time.Second)
-	all := st.Scales[size]
-	view := func(t *Tile) *Tile {
-		v, ok := views[t]
-		if !ok {
-			v = t.view()
-			views[t] = v
+// readTiles holds, for one read of a state, each scale's tiles sorted by
+// start, decoded where they were stored: built once per scale, however
+// many aggregates read it.
+type readTiles struct {
+	st     *State
+	scales []scaleTiles
+	out    []*Tile
+}
+
+type scaleTiles struct {
+	size   int64
+	starts []int64
+	tiles  []*Tile
+}
+
+func (r *readTiles) scale(size int64) *scaleTiles {
+	for i := range r.scales {
+		if r.scales[i].size == size {
+			return &r.scales[i]
 		}
-		return v
 	}
+	all := r.st.Scales[size]
+	s := scaleTiles{size: size, starts: make([]int64, 0, len(all)), tiles: make([]*Tile, 0, len(all))}
+	for start := range all {
+		s.starts = append(s.starts, start)
+	}
+	slices.Sort(s.starts)
+	for _, start := range s.starts {
+		s.tiles = append(s.tiles, all[start].view())
+	}
+	r.scales = append(r.scales, s)
+	return &r.scales[len(r.scales)-1]
+}
+
+// window returns the tiles an aggregate read at nowSec covers: those that
+// start in [c−W, c], c the start of the tile holding nowSec. The slice is
+// reused by the next call.
+func (r *readTiles) window(a Aggregation, nowSec int64) []*Tile {
+	size := int64(a.Tile / time.Second)
+	s := r.scale(size)
 	if size == 0 {
-		if t := all[0]; t != nil {
-			return []*Tile{view(t)}
-		}
-		return nil
+		return s.tiles // the lifetime tile, when there is one
 	}
 	c := floorDiv(nowSec, size) * size
 	lo := c - int64(a.Window/time.Second)
-	var out []*Tile
-	for start, t := range all {
-		if start >= lo && start <= c {
-			out = append(out, view(t))
-		}
-	}
-	return out
+	i, _ := slices.BinarySearch(s.starts, lo)
+	j, _ := slices.BinarySearch(s.starts, c+1)
+	r.out = append(r.out[:0], s.tiles[i:max(i, j)]...)
+	return r.out
 }
 
 // finish turns what aggregate computed into the feature as of now: only
@@ -185,44 +209,32 @@ func aggregate(a Aggregation, tiles []*Tile) any {
 		avg.Reduce(avg)
 		return avg
 	case "min", "max", "days_since_last":
-		var best any
-		var bestNum string // best's plain decimal text, when it has one
+		min := a.Function == "min"
+		var x extreme
 		for _, t := range tiles {
-			for _, e := range t.values(a.Column) {
-				var c int
-				num, isNum := numText(e.key)
-				switch {
-				case best == nil:
-					c = 1
-				case isNum && bestNum != "":
-					// Plain numbers compare as text: no decoding.
-					c = cmpDecText(num, bestNum)
-					if a.Function == "min" {
-						c = -c
-					}
-				default:
-					v, err := decodeValue(e.key)
-					if err != nil {
-						continue
-					}
-					if c = compareValues(v, best); a.Function == "min" {
-						c = -c
-					}
+			c := t.colAt(a.Column)
+			if c == nil {
+				continue
+			}
+			if c.extOK {
+				// The tile's own extreme, kept by Apply.
+				if k := c.ext[extIndex(min)]; k != "" {
+					x.offer(k, min)
 				}
-				if c <= 0 {
-					continue
-				}
-				v, err := decodeValue(e.key)
-				if err != nil {
-					continue
-				}
-				best, bestNum = v, ""
-				if isNum {
-					bestNum = num
-				}
+				continue
+			}
+			for _, e := range c.vals {
+				x.offer(e.key, min)
 			}
 		}
-		return best
+		if x.key == "" {
+			return nil
+		}
+		v, err := decodeValue(x.key)
+		if err != nil {
+			return nil
+		}
+		return v
 	case "distinct":
 		n := 0
 		for _, t := range tiles {

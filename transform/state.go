@@ -31,6 +31,10 @@ type State struct {
 	Row map[string]any
 	// size is MemSize as of the last Bins; 0 once a change was applied.
 	size int
+	// trimmed: every tile before the cutoffs at trimmedAt (a commit time)
+	// was dropped, so trim has nothing to do until a cutoff moves.
+	trimmed   bool
+	trimmedAt int64
 }
 
 // PosIn returns the position of the last change of stream applied.

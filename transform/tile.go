@@ -54,6 +54,33 @@ type tileCol struct {
 	nonFinite [3]int64
 	vals      multiset // tagged value → multiplicity (min, max, distinct)
 	timed     multiset // timedKey → multiplicity (first, last)
+	// ext holds the least and the greatest key of vals in value order
+	// (extIndex), when extOK: kept by Apply so that a read of min or max
+	// does not go through every value again. Not stored: a decoded tile
+	// starts without it, and its first change computes it.
+	ext   [2]string
+	extOK bool
+}
+
+// noteValue keeps ext up to date after key k was added to vals (sign > 0)
+// or one was taken away.
+func (c *tileCol) noteValue(k string, sign int64) {
+	if sign > 0 && c.extOK {
+		for i := range c.ext {
+			x := extreme{key: c.ext[i], ord: orderOf(c.ext[i])}
+			x.offer(k, i == 0)
+			c.ext[i] = x.key
+		}
+		return
+	}
+	// A retraction may take an extreme away: compute them again (a
+	// retraction of an extreme costs a pass over the tile's values).
+	var lo, hi extreme
+	for _, e := range c.vals {
+		lo.offer(e.key, true)
+		hi.offer(e.key, false)
+	}
+	c.ext, c.extOK = [2]string{lo.key, hi.key}, true
 }
 
 func (c *tileCol) zero() bool {

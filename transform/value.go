@@ -69,6 +69,147 @@ func encodeValue(v any) (string, error) {
 	return "", fmt.Errorf("values of type %T cannot be aggregated", v)
 }
 
+// encodable returns the error encodeValue would return for v, without
+// encoding it: the check before a change is applied costs no allocation.
+func encodable(v any) error {
+	switch x := v.(type) {
+	case int64, *apd.Decimal, change.Infinity, float64, string, time.Time, bool, []byte, json.RawMessage, time.Duration:
+		return nil
+	case []any:
+		for i, e := range x {
+			if e == nil {
+				continue
+			}
+			if err := encodable(e); err != nil {
+				return fmt.Errorf("array element %d: %w", i+1, err)
+			}
+		}
+		return nil
+	}
+	_, err := encodeValue(v)
+	return err
+}
+
+// timeKey reads a tagged timestamp key ("t:<unix seconds>.<9 digits of
+// nanoseconds>") without allocating; ok is false for any other key,
+// the infinities included.
+func timeKey(k string) (sec, ns int64, ok bool) {
+	if len(k) < 13 || k[0] != 't' || k[1] != ':' {
+		return 0, 0, false
+	}
+	body := k[2:]
+	dot := len(body) - 10
+	if dot < 1 || body[dot] != '.' {
+		return 0, 0, false
+	}
+	neg := body[0] == '-'
+	i := 0
+	if neg {
+		i = 1
+	}
+	if i == dot {
+		return 0, 0, false
+	}
+	for ; i < dot; i++ {
+		c := body[i]
+		if c < '0' || c > '9' || sec > (1<<62)/10 {
+			return 0, 0, false
+		}
+		sec = sec*10 + int64(c-'0')
+	}
+	for _, c := range []byte(body[dot+1:]) {
+		if c < '0' || c > '9' {
+			return 0, 0, false
+		}
+		ns = ns*10 + int64(c-'0')
+	}
+	if neg {
+		sec = -sec
+	}
+	return sec, ns, true
+}
+
+// keyOrder is what a tagged key's text says of its order without
+// decoding it: a plain number, a timestamp, or a string.
+type keyOrder struct {
+	num     string // numText's text, when isNum
+	isNum   bool
+	sec, ns int64 // timeKey's, when isTime
+	isTime  bool
+	isStr   bool
+}
+
+func orderOf(k string) keyOrder {
+	var o keyOrder
+	if o.num, o.isNum = numText(k); o.isNum {
+		return o
+	}
+	if o.sec, o.ns, o.isTime = timeKey(k); o.isTime {
+		return o
+	}
+	o.isStr = len(k) >= 2 && k[0] == 's' && k[1] == ':'
+	return o
+}
+
+// cmpKeys orders two tagged keys as compareValues orders their values,
+// decoding them only when their texts cannot tell; ok is false when one
+// cannot be decoded.
+func cmpKeys(a string, oa keyOrder, b string, ob keyOrder) (c int, ok bool) {
+	switch {
+	case oa.isNum && ob.isNum:
+		return cmpDecText(oa.num, ob.num), true
+	case oa.isTime && ob.isTime:
+		if c = cmp.Compare(oa.sec, ob.sec); c == 0 {
+			c = cmp.Compare(oa.ns, ob.ns)
+		}
+		return c, true
+	case oa.isStr && ob.isStr:
+		return strings.Compare(a, b), true // the same tag, then the text
+	}
+	va, err := decodeValue(a)
+	if err != nil {
+		return 0, false
+	}
+	vb, err := decodeValue(b)
+	if err != nil {
+		return 0, false
+	}
+	return compareValues(va, vb), true
+}
+
+// extreme keeps the greatest key offered, or the least for min, in the
+// order of their values.
+type extreme struct {
+	key string // "" until a key is offered
+	ord keyOrder
+}
+
+func (x *extreme) offer(k string, min bool) {
+	o := orderOf(k)
+	if x.key != "" {
+		c, ok := cmpKeys(k, o, x.key, x.ord)
+		if !ok {
+			if _, err := decodeValue(k); err != nil {
+				return // a value that cannot be read never wins
+			}
+			c = 1 // over a best that cannot be read
+		} else if min {
+			c = -c
+		}
+		if c <= 0 {
+			return
+		}
+	}
+	x.key, x.ord = k, o
+}
+
+func extIndex(min bool) int {
+	if min {
+		return 0
+	}
+	return 1
+}
+
 // decodeValue is the inverse of encodeValue.
 func decodeValue(s string) (any, error) {
 	if len(s) < 2 || s[1] != ':' {
