@@ -205,6 +205,18 @@ type Runtime struct {
 	ErrorsTolerance string
 	DeadLetterSet   string // set receiving dead-lettered changes
 	ErrorsLog       bool   // log each dead-lettered change
+	// Archive keeps every applied change in files (archive.*), for
+	// training sets that replay what was served.
+	Archive Archive
+}
+
+// Archive is where applied changes are kept (archive.dir; none when
+// empty), how large a file grows before the next (archive.rotate.bytes)
+// and whether files are gzip-compressed (archive.compression).
+type Archive struct {
+	Dir         string
+	RotateBytes int
+	Gzip        bool
 }
 
 // Secret is a string that prints as "******".

@@ -136,6 +136,9 @@ const completeKafka = `{
     "queue.max.changes": "400",
     "cache.max.entities": 1000,
     "cache.max.bytes": "8388608",
+    "archive.dir": "/var/lib/tilefeed/archive",
+    "archive.rotate.bytes": "1048576",
+    "archive.compression": "none",
     "heartbeat.action.query": "INSERT INTO hb VALUES (now())",
     "errors.tolerance": "all",
     "errors.deadletter.set": "dlq",
@@ -208,7 +211,7 @@ func TestParseCompleteKafkaShape(t *testing.T) {
 		{"Aerospike.Timeout", c.Sink.Aerospike.Timeout, 750 * time.Millisecond},
 		{"HTTP.Listen", c.HTTP.Listen, "127.0.0.1:9000"},
 		{"Runtime", c.Runtime, config.Runtime{BatchMax: 100, SnapshotBatchMax: 3000, QueueMax: 400, CacheEntities: 1000, CacheBytes: 8 << 20,
-			ErrorsTolerance: "all", DeadLetterSet: "dlq", ErrorsLog: false}},
+			ErrorsTolerance: "all", DeadLetterSet: "dlq", ErrorsLog: false, Archive: config.Archive{Dir: "/var/lib/tilefeed/archive", RotateBytes: 1 << 20}}},
 		{"HeartbeatActionQuery", pg.HeartbeatActionQuery, "INSERT INTO hb VALUES (now())"},
 		{"Warnings", len(c.Warnings), 0},
 	}
@@ -269,7 +272,8 @@ func TestParseFlatShapeAndDefaults(t *testing.T) {
 		t.Errorf("HTTP.Listen = %q", c.HTTP.Listen)
 	}
 	if want := (config.Runtime{BatchMax: 5000, SnapshotBatchMax: config.DefaultSnapshotBatchMax, QueueMax: 20000, CacheEntities: config.DefaultCacheEntities,
-		CacheBytes: config.DefaultCacheBytes, ErrorsTolerance: "none", DeadLetterSet: config.DefaultDeadLetterSet, ErrorsLog: true}); c.Runtime != want {
+		CacheBytes: config.DefaultCacheBytes, ErrorsTolerance: "none", DeadLetterSet: config.DefaultDeadLetterSet, ErrorsLog: true,
+		Archive: config.Archive{RotateBytes: config.DefaultArchiveRotateBytes, Gzip: true}}); c.Runtime != want {
 		t.Errorf("Runtime = %+v, want %+v", c.Runtime, want)
 	}
 	if len(c.Features) != 1 || c.Features[0].Table != "public.transactions" {

@@ -21,10 +21,12 @@ const (
 	DefaultBatchMax         = 5000
 	DefaultQueueMax         = 20000
 	DefaultSnapshotBatchMax = 20000
-	DefaultCacheEntities    = 1000000
-	DefaultCacheBytes       = 64 << 20
-	DefaultStatusInterval   = 10 * time.Second
-	DefaultIdleCheckpoint   = 10 * time.Second
-	DefaultAerospikeTimeout = 5 * time.Second
-	DefaultDeadLetterSet    = "_dead_letters"
+	// DefaultArchiveRotateBytes is archive.rotate.bytes: 64 MiB of NDJSON a file.
+	DefaultArchiveRotateBytes = 64 << 20
+	DefaultCacheEntities      = 1000000
+	DefaultCacheBytes         = 64 << 20
+	DefaultStatusInterval     = 10 * time.Second
+	DefaultIdleCheckpoint     = 10 * time.Second
+	DefaultAerospikeTimeout   = 5 * time.Second
+	DefaultDeadLetterSet      = "_dead_letters"
 )

@@ -265,6 +265,22 @@ var Properties = []Property{
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.BatchMax, v, 1, 1000000) }},
 	{Name: "snapshot.batch.max.changes", Default: strconv.Itoa(DefaultSnapshotBatchMax), Doc: "Most changes applied in one sink write while the batch holds snapshot rows (PostgreSQL's initial snapshot, Debezium `op: r` events). Snapshot rows spread over many entities, so a larger batch writes each entity's record fewer times, for the memory of the rows and records it holds: on a 1M-row table over 10k entities with a 30-day group (`make bench`, one run), 5,000 → 20,000 took the snapshot from 12.4k to 25.3k rows/s and its peak RSS from 593 to 866 MB.",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.SnapshotBatchMax, v, 1, 1000000) }},
+	{Name: "archive.dir", Default: "", Doc: "A directory where tilefeed keeps every change it applies, in the order it applied them (rotated NDJSON files, `changes-00000001.ndjson.gz`, …), so that `tilefeed export -source replay` builds training sets from exactly what was served, later updates and deletes included only from when they happened. Each batch's changes are synced to the archive before the batch is written to the sink; a crash leaves at most changes that the restart sends again, which a replay reads once (docs/point-in-time.md). Empty: no archive.",
+		set: func(c *Connector, v string) error { c.Runtime.Archive.Dir = v; return nil }},
+	{Name: "archive.rotate.bytes", Default: strconv.Itoa(DefaultArchiveRotateBytes), Doc: "Bytes of changes (before compression) after which the archive starts a new file.",
+		set: func(c *Connector, v string) error { return setInt(&c.Runtime.Archive.RotateBytes, v, 1<<10, 1<<40) }},
+	{Name: "archive.compression", Default: "gzip", Doc: "`gzip` or `none`: how archive files are written.",
+		set: func(c *Connector, v string) error {
+			switch v {
+			case "gzip":
+				c.Runtime.Archive.Gzip = true
+			case "none":
+				c.Runtime.Archive.Gzip = false
+			default:
+				return fmt.Errorf("%q is neither gzip nor none", v)
+			}
+			return nil
+		}},
 	{Name: "queue.max.changes", Default: strconv.Itoa(DefaultQueueMax), Doc: "Most changes read ahead of the sink; reading blocks beyond it (backpressure).",
 		set: func(c *Connector, v string) error { return setInt(&c.Runtime.QueueMax, v, 1, 10000000) }},
 	{Name: "cache.max.bytes", Default: strconv.Itoa(DefaultCacheBytes), Doc: "Most bytes of entity records kept in memory (about their stored size, plus a small overhead per tile); the least recently used others are read from the sink when touched. The default, 64 MiB, suits a sidecar; a larger cache saves sink reads when the entities touched often do not fit.",

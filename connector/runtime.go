@@ -62,6 +62,15 @@ type Options struct {
 	DeadLetterSet string
 	// LogDeadLetters logs each dead-lettered change at WARN.
 	LogDeadLetters bool
+	// Archive, when set, gets each batch's new changes, durably, before
+	// the batch is written to the store (archive.dir).
+	Archive Archive
+}
+
+// Archive keeps the changes the runtime applies (archive.Writer).
+type Archive interface {
+	// Append makes the changes durable in the archive before it returns.
+	Append(evs []*change.Event) error
 }
 
 // Checkpoint is the connector's durable progress, stored in the sink.
@@ -429,6 +438,7 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 	var commits []time.Time // of the transactions this batch completes
 	var updates []transform.Update
 	var deadLetters []sink.Record
+	var archived []*change.Event // the batch's new changes, for the archive
 	reads := map[string]int{}
 	streams := false // next.Streams is a copy of r.ahead.Streams
 	for i := range batch {
@@ -487,6 +497,9 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		}
 		reads[ev.Table]++
 		next.Changes++
+		if r.opts.Archive != nil && ev.Op != change.Truncate {
+			archived = append(archived, ev)
+		}
 		n := len(updates)
 		var err error
 		if updates, err = r.engine.Plan(ev, updates); err != nil {
@@ -520,6 +533,14 @@ func (r *Runtime) process(ctx context.Context, batch []change.Event) error {
 		return nil
 	}
 
+	if len(archived) > 0 {
+		// Durable in the archive before the store: the archive then holds
+		// every change the store does (and, after a crash, some that the
+		// source sends again, which a replay reads once).
+		if err := r.opts.Archive.Append(archived); err != nil {
+			return fmt.Errorf("%w: %w", ErrFatal, err)
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		res, err := r.write(ctx, updates, deadLetters, next)
 		if err == nil {

@@ -47,6 +47,11 @@ type Options struct {
 	TimeColumn string   // the spine's timestamp column; "ts" when empty
 	Groups     []string // groups to export; every group with a time column when empty
 	Progress   io.Writer
+	// Archive, when set, is the directory of an archive of applied changes
+	// (archive.dir) to replay instead of reading the tables
+	// (source=replay): each example gets what tilefeed served at its
+	// timestamp.
+	Archive string
 	// SpillBytes bounds each in-memory sort buffer; past it, sorted runs
 	// go to files beside Out. defaultSpillBytes when 0.
 	SpillBytes int
@@ -62,7 +67,13 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 	if o.SpillBytes <= 0 {
 		o.SpillBytes = defaultSpillBytes
 	}
-	groups, err := selectGroups(engine, o.Groups, o.Progress)
+	var hist history = tableHistory{src}
+	if o.Archive != "" {
+		hist = &archiveHistory{dir: o.Archive, engine: engine, budget: o.SpillBytes}
+	} else if src == nil {
+		return errors.New("an export needs the feature tables (source=table) or an archive of changes (source=replay)")
+	}
+	groups, err := selectGroups(engine, o.Groups, hist.needsTime(), o.Progress)
 	if err != nil {
 		return err
 	}
@@ -75,6 +86,9 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 		return fmt.Errorf("a directory for the export's sorted runs: %w", err)
 	}
 	defer os.RemoveAll(tmp)
+	if ah, ok := hist.(*archiveHistory); ok {
+		ah.tmp = tmp
+	}
 	start := time.Now()
 	keys, err := readSpine(sp, groups, o.TimeColumn, tmp, o.SpillBytes)
 	if err != nil {
@@ -91,15 +105,15 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 	}()
 	for gi, g := range groups {
 		gs := time.Now()
-		res, err := computeGroup(ctx, engine, g, keys.earliest, keys.byGroup[gi], src, tmp, o.SpillBytes, o.Progress)
+		res, err := computeGroup(ctx, engine, g, keys.earliest, keys.byGroup[gi], hist, tmp, o.SpillBytes, o.Progress)
 		if err != nil {
 			return fmt.Errorf("group %s: %w", g.Name, err)
 		}
 		results[gi] = res
 		if o.Progress != nil {
 			el := time.Since(gs)
-			fmt.Fprintf(o.Progress, "export: group %s: %d rows of %s replayed, %d spine rows read, %s (%.0f spine rows/s)\n",
-				g.Name, res.replayed, g.Table, keys.rows, el.Round(time.Millisecond), float64(keys.rows)/max(el.Seconds(), 1e-9))
+			fmt.Fprintf(o.Progress, "export: group %s: %d %s of %s replayed, %d spine rows read, %s (%.0f spine rows/s)\n",
+				g.Name, res.replayed, hist.what(), g.Table, keys.rows, el.Round(time.Millisecond), float64(keys.rows)/max(el.Seconds(), 1e-9))
 		}
 	}
 	if err := WriteFile(o.Out, func(w io.Writer) error { return writeTable(o.Out, w, sp, groups, results, o.Progress) }); err != nil {
@@ -113,8 +127,11 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 
 // selectGroups returns the named groups, or every group with a time
 // column when none is named.
-func selectGroups(engine *transform.Engine, names []string, progress io.Writer) ([]*transform.Group, error) {
+func selectGroups(engine *transform.Engine, names []string, needTime bool, progress io.Writer) ([]*transform.Group, error) {
 	var groups []*transform.Group
+	if len(names) == 0 && !needTime {
+		return engine.Groups(), nil
+	}
 	if len(names) == 0 {
 		// Every group that has event times to replay by.
 		for _, g := range engine.Groups() {
@@ -134,8 +151,8 @@ func selectGroups(engine *transform.Engine, names []string, progress io.Writer) 
 		if g == nil {
 			return nil, fmt.Errorf("no feature group %q", name)
 		}
-		if g.TimeCol == "" {
-			return nil, fmt.Errorf("group %s has no time column: an export replays rows by event time", g.Name)
+		if g.TimeCol == "" && needTime {
+			return nil, fmt.Errorf("group %s has no time column: an export from the table replays rows by event time (a replay of the archive, -source replay, needs none)", g.Name)
 		}
 		groups = append(groups, g)
 	}
@@ -413,7 +430,7 @@ func (ix *entityIndex) take(id string) ([]example, error) {
 // one, has been applied: the value a read as of that instant would serve
 // from the table as it is now. One entity's state is held at a time.
 func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Group, earliest time.Time, sorted *spill.Sorter[example],
-	src Table, tmp string, budget int, progress io.Writer) (*groupResult, error) {
+	hist history, tmp string, budget int, progress io.Writer) (*groupResult, error) {
 	ix, err := buildIndex(sorted, tmp)
 	if err != nil {
 		return nil, err
@@ -434,8 +451,8 @@ func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Gr
 		return res.feats.Add(result{row: e.row, vals: slices.Clone(enc)})
 	}
 	var total int64
-	if e, ok := src.(Estimator); ok && progress != nil {
-		total = e.Estimate(ctx, g.Table)
+	if progress != nil {
+		total = hist.estimate(ctx, g)
 	}
 	started := time.Now()
 	nextReport := started.Add(progressEvery)
@@ -462,29 +479,24 @@ func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Gr
 	}
 	var ups []transform.Update
 	var stats transform.Stats
-	err = src.Read(ctx, g.Table, g.Entity, g.TimeCol, from, func(row change.Row) error {
+	err = hist.each(ctx, g, from, func(ev *change.Event, visible time.Time, only string) error {
 		if len(ix.spans) == 0 {
 			return nil
-		}
-		at, ok := eventTime(row[g.TimeCol])
-		if !ok {
-			return fmt.Errorf("column %s holds %v, not a time", g.TimeCol, row[g.TimeCol])
 		}
 		res.replayed++
 		n := res.replayed
 		if progress != nil && n%4096 == 0 && time.Now().After(nextReport) {
 			nextReport = time.Now().Add(progressEvery)
-			reportProgress(progress, g, n, total, time.Since(started))
+			reportProgress(progress, g, hist.what(), n, total, time.Since(started))
 		}
-		ev := change.Event{Op: change.Read, Table: g.Table, After: row, Pos: change.Position{LSN: uint64(n)}, CommitTime: at}
 		var err error
-		if ups, err = engine.Plan(&ev, ups[:0]); err != nil {
+		if ups, err = engine.Plan(ev, ups[:0]); err != nil {
 			return err
 		}
 		for i := range ups {
 			u := &ups[i]
-			if u.Group != g {
-				continue // another group of the table
+			if u.Group != g || (only != "" && u.Key.ID != only) {
+				continue // another group of the table, or another entity
 			}
 			if !have || u.Key.ID != cur {
 				if err := finish(); err != nil {
@@ -502,8 +514,8 @@ func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Gr
 			if st == nil {
 				continue // no spine row needs the entity
 			}
-			for len(pending) > 0 && pending[0].at.Before(at) {
-				if err := read(st, pending[0]); err != nil { // a spine row before this row's time
+			for len(pending) > 0 && pending[0].at.Before(visible) {
+				if err := read(st, pending[0]); err != nil { // a spine row before this change is visible
 					return err
 				}
 				pending = pending[1:]
@@ -544,15 +556,15 @@ func computeGroup(ctx context.Context, engine *transform.Engine, g *transform.Gr
 
 // reportProgress prints a line: rows replayed of the estimate, the rate
 // and the time left.
-func reportProgress(w io.Writer, g *transform.Group, n int, total int64, el time.Duration) {
+func reportProgress(w io.Writer, g *transform.Group, what string, n int, total int64, el time.Duration) {
 	rate := float64(n) / max(el.Seconds(), 1e-9)
 	if total <= int64(n) {
-		fmt.Fprintf(w, "export: group %s: %d rows of %s replayed, %.0f rows/s\n", g.Name, n, g.Table, rate)
+		fmt.Fprintf(w, "export: group %s: %d %s replayed, %.0f/s\n", g.Name, n, what, rate)
 		return
 	}
 	eta := time.Duration(float64(total-int64(n)) / rate * float64(time.Second))
-	fmt.Fprintf(w, "export: group %s: %d of about %d rows of %s replayed (%.0f%%), %.0f rows/s, about %s left\n",
-		g.Name, n, total, g.Table, 100*float64(n)/float64(total), rate, eta.Round(time.Second))
+	fmt.Fprintf(w, "export: group %s: %d of about %d %s replayed (%.0f%%), %.0f/s, about %s left\n",
+		g.Name, n, total, what, 100*float64(n)/float64(total), rate, eta.Round(time.Second))
 }
 
 // eventTime is a row's event time: -infinity and infinity sort first and

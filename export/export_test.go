@@ -207,8 +207,8 @@ func FuzzReadValue(f *testing.F) {
 func TestReportProgress(t *testing.T) {
 	engine := compile(t, cardGroup)
 	var b strings.Builder
-	reportProgress(&b, engine.Group("g"), 250_000, 1_000_000, 5*time.Second)
-	if want := "export: group g: 250000 of about 1000000 rows of t replayed (25%), 50000 rows/s, about 15s left\n"; b.String() != want {
+	reportProgress(&b, engine.Group("g"), "rows", 250_000, 1_000_000, 5*time.Second)
+	if want := "export: group g: 250000 of about 1000000 rows replayed (25%), 50000/s, about 15s left\n"; b.String() != want {
 		t.Errorf("%q, want %q", b.String(), want)
 	}
 }

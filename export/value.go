@@ -80,6 +80,15 @@ func appendText(b []byte, s string) []byte {
 
 var errCorrupt = errors.New("corrupt spilled value")
 
+// readText reads what appendText wrote and returns the rest.
+func readText(b []byte) (string, []byte, error) {
+	k, n := binary.Uvarint(b)
+	if n <= 0 || k > uint64(len(b)-n) {
+		return "", nil, errCorrupt
+	}
+	return string(b[n : n+int(k)]), b[n+int(k):], nil
+}
+
 // readValue reads one tagged value from b and returns the rest.
 func readValue(b []byte) (any, []byte, error) {
 	if len(b) == 0 {

@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"github.com/jackc/pglogrepl"
+
+	"github.com/tilefeed/tilefeed/archive"
+	"github.com/tilefeed/tilefeed/change"
 )
 
 // chaosPhases are the moments the crash suite kills tilefeed in. The
@@ -67,8 +70,9 @@ func chaos(t *testing.T, aerospike bool) {
 
 	conn, db := newDB(t)
 	listen := freeAddr(t)
+	archiveDir := t.TempDir()
 	raw := strings.Replace(string(connectorJSON(db, storePath(t), listen)), `"snapshot.mode"`,
-		`"publication.autocreate.mode": "filtered", "snapshot.mode"`, 1)
+		fmt.Sprintf(`"publication.autocreate.mode": "filtered", "archive.dir": %q, "archive.rotate.bytes": "65536", "snapshot.mode"`, archiveDir), 1)
 	raw = strings.Replace(raw, `"batch.max.changes": 700`, `"batch.max.changes": 5000`, 1)
 	if aerospike {
 		c := loadConnector(t, []byte(raw))
@@ -137,6 +141,19 @@ func chaos(t *testing.T, aerospike bool) {
 	waitSyncFor(t, conn, p.read, 1, 10*time.Minute)
 	t.Logf("caught up in %s", time.Since(caughtUp).Round(time.Millisecond))
 	verify(t, conn, p.read, soon(), w.cards)
+	// The archive holds each change once, whatever the kills (the sync
+	// row too), and replays to what is served.
+	archived := 0
+	ast, err := archive.Read(archiveDir, func(*change.Event) error { archived++; return nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := w.changes + 1; int64(archived) != want {
+		t.Errorf("the archive holds %d changes (%+v); the workload committed %d", archived, ast, want)
+	}
+	t.Logf("archive: %+v", ast)
+	served, _ := readServed(t, p.read, w.cards, soon())
+	checkReplay(t, c, archiveDir, served)
 
 	st := p.status()
 	if want := w.changes + 1; st.Runtime.ChangesTotal != want { // +1: the sync row

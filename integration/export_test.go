@@ -14,6 +14,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
+	"github.com/tilefeed/tilefeed/archive"
+	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/export"
 	"github.com/tilefeed/tilefeed/transform"
@@ -235,5 +237,128 @@ func TestExportErrors(t *testing.T) {
 	}
 	if n := tr.Estimate(context.Background(), "public.transactions"); n != 500 {
 		t.Errorf("estimate of 500 analyzed rows: %d", n)
+	}
+}
+
+// TestExportReplay: train == serve. While tilefeed streams a mixed
+// workload (inserts, updates that move rows in time and between cards,
+// deletes) with archive.* set, every card is read online at 50 instants,
+// each taken when all that was committed is durable; an export of that
+// spine with source=replay gives, for every example, exactly the value
+// that was served.
+func TestExportReplay(t *testing.T) {
+	t.Parallel()
+	conn, db := newDB(t)
+	c := loadConnector(t, connectorJSON(db, storePath(t), "127.0.0.1:0"))
+	archiveDir := t.TempDir()
+	c.Runtime.Archive = config.Archive{Dir: archiveDir, RotateBytes: 16 << 10, Gzip: true}
+	r := startRuntime(t, c)
+	w := newWorkload(conn, 2468)
+	var examples []servedExample
+	notFound := 0
+	for i := 0; i < 50; i++ {
+		w.run(t, 15)
+		waitSync(t, conn, r.read, i+1) // everything committed is durable
+		ex, missing := readServed(t, r.read, w.cards, time.Now())
+		examples, notFound = append(examples, ex...), notFound+missing
+	}
+	r.stop(t)
+	if len(examples) < 1000 {
+		t.Fatalf("only %d examples found online (%d not found)", len(examples), notFound)
+	}
+	files, err := archive.Files(archiveDir)
+	if err != nil || len(files) < 2 {
+		t.Fatalf("archive files %v (%v): want rotation", files, err)
+	}
+	checkReplay(t, c, archiveDir, examples)
+}
+
+// servedExample is what a card read online returned at an instant.
+type servedExample struct {
+	card int
+	at   time.Time
+	vals map[string]any
+}
+
+// readServed reads every card's card_activity online at an instant: the
+// cards found, and how many were not.
+func readServed(t *testing.T, read featureReader, cards int, at time.Time) ([]servedExample, int) {
+	t.Helper()
+	var out []servedExample
+	missing := 0
+	for card := 0; card < cards; card++ {
+		found, vals, err := read("card_activity", fmt.Sprint(card), at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !found {
+			missing++
+			continue
+		}
+		out = append(out, servedExample{card, at, vals})
+	}
+	return out, missing
+}
+
+// checkReplay exports the served examples as a spine with source=replay
+// from the archive and checks that every value is the one served.
+func checkReplay(t *testing.T, c *config.Connector, archiveDir string, examples []servedExample) {
+	t.Helper()
+	dir := t.TempDir()
+	spine := filepath.Join(dir, "served.csv")
+	var b strings.Builder
+	b.WriteString("example,card_id,ts\n")
+	for i, e := range examples {
+		fmt.Fprintf(&b, "%d,%d,%s\n", i, e.card, e.at.UTC().Format(time.RFC3339Nano))
+	}
+	if err := os.WriteFile(spine, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	engine, err := transform.Compile(c.Features)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "replayed.csv")
+	var progress bytes.Buffer
+	if err := export.Run(context.Background(), engine, nil, export.Options{Spine: spine, Out: out, Groups: []string{"card_activity"},
+		Archive: archiveDir, SpillBytes: 64 << 10, Progress: &progress}); err != nil {
+		t.Fatal(err)
+	}
+	t.Log(strings.TrimSpace(progress.String()))
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != len(examples)+1 {
+		t.Fatalf("%d rows for %d examples", len(recs)-1, len(examples))
+	}
+	header := recs[0]
+	differ := 0
+	for i, rec := range recs[1:] {
+		e := examples[i]
+		for j := 3; j < len(header); j++ {
+			name := strings.TrimPrefix(header[j], "card_activity__")
+			want := ""
+			switch v := e.vals[name].(type) {
+			case nil:
+			case string:
+				want = v
+			default:
+				want = fmt.Sprint(v)
+			}
+			if rec[j] != want {
+				if differ++; differ <= 10 {
+					t.Errorf("card %d at %s: %s replayed %q, served %q", e.card, e.at.Format(time.RFC3339Nano), name, rec[j], want)
+				}
+			}
+		}
+	}
+	if differ > 0 {
+		t.Errorf("%d replayed values differ from what was served, of %d", differ, len(examples)*(len(header)-3))
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/tilefeed/tilefeed/archive"
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/connector/postgres"
@@ -207,9 +208,18 @@ func startRuntime(t *testing.T, c *config.Connector) *runtime {
 	if err := src.Setup(ctx, engine, cp.Resume); err != nil {
 		t.Fatal(err)
 	}
-	rt := connector.New(c.Name, src, st, engine, log, m, connector.Options{
+	opts := connector.Options{
 		BatchMax: c.Runtime.BatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: 50,
-		IdleCheckpoint: c.Postgres.HeartbeatInterval, DeadLetterSet: deadLetterSet(c), LogDeadLetters: true})
+		IdleCheckpoint: c.Postgres.HeartbeatInterval, DeadLetterSet: deadLetterSet(c), LogDeadLetters: true}
+	if a := c.Runtime.Archive; a.Dir != "" {
+		w, err := archive.OpenWriter(a.Dir, int64(a.RotateBytes), a.Gzip)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { w.Close() })
+		opts.Archive = w
+	}
+	rt := connector.New(c.Name, src, st, engine, log, m, opts)
 	r := &runtime{rt: rt, reader: &serve.Reader{Engine: engine, Store: st}, store: st, cancel: cancel, done: make(chan error, 1)}
 	go func() { r.done <- rt.Run(ctx) }()
 	return r

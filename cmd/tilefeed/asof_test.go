@@ -81,4 +81,24 @@ func TestExportUsage(t *testing.T) {
 	if code, _, errs := runCLI("export", "-c", kafka, "-spine", "s.csv", "-o", "x.csv"); code != 1 || !strings.Contains(errs, "names no database") {
 		t.Errorf("export from a file source: exit %d, %s", code, errs)
 	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-source", "sql"}, 2, `-source is table or replay, not "sql"`},
+		{[]string{"-archive", "dir"}, 2, "-archive goes with -source replay"},
+		{[]string{"-source", "replay"}, 1, "a replay needs an archive: set archive.dir"},
+	} {
+		args := append([]string{"export", "-c", kafka, "-spine", "s.csv", "-o", "x.csv"}, tc.args...)
+		if code, _, errs := runCLI(args...); code != tc.code || !strings.Contains(errs, tc.want) {
+			t.Errorf("export %v: exit %d, %s; want %d, %q", tc.args, code, errs, tc.code, tc.want)
+		}
+	}
+	// A replay of an archive from a source without a database: the
+	// spine is read (and here found missing), no database is asked for.
+	dir := t.TempDir()
+	if code, _, errs := runCLI("export", "-c", kafka, "-source", "replay", "-archive", dir, "-spine", filepath.Join(dir, "none.csv"), "-o", filepath.Join(dir, "x.csv")); code != 1 || !strings.Contains(errs, "none.csv: no such file") {
+		t.Errorf("a replay without a spine: exit %d, %s", code, errs)
+	}
 }

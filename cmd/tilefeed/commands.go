@@ -267,12 +267,14 @@ func (e finalError) Unwrap() error { return e.error }
 
 func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
 	var o export.Options
-	var groups string
+	var groups, source string
 	cmd, err := parseFlags("export", args, func(fs *flag.FlagSet) {
 		fs.StringVar(&o.Spine, "spine", "", "the labelled examples, with the entity columns and a timestamp column: Parquet (.parquet) or CSV with a header")
 		fs.StringVar(&o.Out, "o", "", "the training set to write: Parquet when it ends in .parquet, CSV otherwise")
 		fs.StringVar(&o.TimeColumn, "time", "ts", "the spine's timestamp column")
-		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default: every group with a time column)")
+		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default: every group with a time column; with -source replay, every group)")
+		fs.StringVar(&source, "source", "table", "table: the feature tables as they are now (PostgreSQL); replay: the archive of the changes tilefeed applied, for what it served")
+		fs.StringVar(&o.Archive, "archive", "", "with -source replay, the archive's directory (default: the connector's archive.dir)")
 	})
 	if err != nil {
 		return err
@@ -286,14 +288,23 @@ func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
 	if groups != "" {
 		o.Groups = strings.Split(groups, ",")
 	}
+	if source != "table" && source != "replay" {
+		return usageError{fmt.Sprintf("export: -source is table or replay, not %q", source)}
+	}
+	if o.Archive != "" && source != "replay" {
+		return usageError{"export: -archive goes with -source replay"}
+	}
 	c, err := cmd.load(config.DatabaseProperties)
 	if err != nil {
 		return err
 	}
-	if c.Source.Kind != "postgres" && c.Postgres.Host == "" {
-		return fmt.Errorf("export reads the feature tables from PostgreSQL (database.hostname and the other database.* properties); tilefeed.source is %s and names no database (replaying an archive of change events is not built yet)", c.Source.Kind)
-	}
 	o.Progress = stderr
+	if source == "replay" {
+		return export.FromArchive(ctx, c, o)
+	}
+	if c.Source.Kind != "postgres" && c.Postgres.Host == "" {
+		return fmt.Errorf("export reads the feature tables from PostgreSQL (database.hostname and the other database.* properties); tilefeed.source is %s and names no database: replay the changes tilefeed archived instead (-source replay, archive.dir)", c.Source.Kind)
+	}
 	return export.FromPostgres(ctx, c, o)
 }
 

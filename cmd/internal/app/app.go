@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/tilefeed/tilefeed/archive"
 	"github.com/tilefeed/tilefeed/config"
 	"github.com/tilefeed/tilefeed/connector"
 	"github.com/tilefeed/tilefeed/serve"
@@ -162,10 +163,20 @@ func Run(ctx context.Context, c *config.Connector, log *slog.Logger, started fun
 		// for it, and nothing else makes such writes.
 		idle = time.Nanosecond
 	}
-	rt := connector.New(c.Name, src, st, engine, log, metrics, connector.Options{
+	opts := connector.Options{
 		BatchMax: c.Runtime.BatchMax, SnapshotBatchMax: c.Runtime.SnapshotBatchMax, QueueMax: c.Runtime.QueueMax, CacheEntities: c.Runtime.CacheEntities, CacheBytes: c.Runtime.CacheBytes,
 		IdleCheckpoint: idle, DeadLetterSet: deadLetterSet(c), LogDeadLetters: c.Runtime.ErrorsLog,
-	})
+	}
+	if a := c.Runtime.Archive; a.Dir != "" {
+		w, err := archive.OpenWriter(a.Dir, int64(a.RotateBytes), a.Gzip)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		opts.Archive = w
+		log.Info("archiving applied changes", "dir", a.Dir)
+	}
+	rt := connector.New(c.Name, src, st, engine, log, metrics, opts)
 	handler := serve.NewHandler(&serve.Reader{Engine: engine, Store: st, Cache: serve.NewCache(c.HTTP.ReadCacheBytes)}, reg,
 		func() any {
 			return map[string]any{"runtime": rt.Status(), "source": src.Describe(),
