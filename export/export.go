@@ -52,6 +52,10 @@ type Options struct {
 	// (source=replay): each example gets what tilefeed served at its
 	// timestamp.
 	Archive string
+	// Changes, when set, is another history to replay: it hands fn the
+	// changes in the order they were applied (Debezium NDJSON files,
+	// debezium.ReadFiles). Positions seen before are skipped.
+	Changes func(ctx context.Context, fn func(*change.Event) error) error
 	// SpillBytes bounds each in-memory sort buffer; past it, sorted runs
 	// go to files beside Out. defaultSpillBytes when 0.
 	SpillBytes int
@@ -68,9 +72,12 @@ func Run(ctx context.Context, engine *transform.Engine, src Table, o Options) er
 		o.SpillBytes = defaultSpillBytes
 	}
 	var hist history = tableHistory{src}
-	if o.Archive != "" {
-		hist = &archiveHistory{dir: o.Archive, engine: engine, budget: o.SpillBytes}
-	} else if src == nil {
+	switch {
+	case o.Changes != nil:
+		hist = &archiveHistory{read: once(o.Changes), name: "replay", engine: engine, budget: o.SpillBytes}
+	case o.Archive != "":
+		hist = &archiveHistory{read: readArchive(o.Archive), name: "archive " + o.Archive, engine: engine, budget: o.SpillBytes}
+	case src == nil:
 		return errors.New("an export needs the feature tables (source=table) or an archive of changes (source=replay)")
 	}
 	groups, err := selectGroups(engine, o.Groups, hist.needsTime(), o.Progress)

@@ -60,7 +60,9 @@ func (h tableHistory) needsTime() bool { return true }
 // from its archive (archive.dir), each visible from its commit time, so
 // that a read as of T sees exactly what tilefeed served at T.
 type archiveHistory struct {
-	dir    string
+	// read hands fn each change once, in the order they were applied.
+	read   func(ctx context.Context, fn func(*change.Event) error) error
+	name   string // where the changes come from, for errors
 	engine *transform.Engine
 	tmp    string
 	budget int
@@ -108,7 +110,7 @@ func (h *archiveHistory) each(ctx context.Context, g *transform.Group, _ time.Ti
 	defer sorted.Close()
 	var ups []transform.Update
 	var seq uint64
-	_, err := archive.Read(h.dir, func(ev *change.Event) error {
+	err := h.read(ctx, func(ev *change.Event) error {
 		if ev.Table != g.Table {
 			return nil
 		}
@@ -144,7 +146,7 @@ func (h *archiveHistory) each(ctx context.Context, g *transform.Group, _ time.Ti
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("archive %s: %w", h.dir, err)
+		return fmt.Errorf("%s: %w", h.name, err)
 	}
 	it, err := sorted.Merge()
 	if err != nil {
@@ -168,3 +170,34 @@ func (h *archiveHistory) each(ctx context.Context, g *transform.Group, _ time.Ti
 func (h *archiveHistory) estimate(context.Context, *transform.Group) int64 { return 0 }
 func (h *archiveHistory) what() string                                     { return "archived changes" }
 func (h *archiveHistory) needsTime() bool                                  { return false }
+
+// readArchive reads tilefeed's archive in dir.
+func readArchive(dir string) func(context.Context, func(*change.Event) error) error {
+	return func(_ context.Context, fn func(*change.Event) error) error {
+		_, err := archive.Read(dir, fn)
+		return err
+	}
+}
+
+// once wraps a source of changes that may repeat positions (a Debezium
+// file written by a connector that restarted) so that each position is
+// handed on once, as the runtime's guard does.
+func once(read func(context.Context, func(*change.Event) error) error) func(context.Context, func(*change.Event) error) error {
+	return func(ctx context.Context, fn func(*change.Event) error) error {
+		last := map[string]change.Position{}
+		seen := map[string]bool{}
+		return read(ctx, func(ev *change.Event) error {
+			if ev.Op == change.Invalid {
+				return fmt.Errorf("record %s: %w", ev.Origin, ev.Err)
+			}
+			if ev.Op.IsMarker() || ev.Op == change.Truncate {
+				return nil
+			}
+			if p := last[ev.Stream]; seen[ev.Stream] && !p.Less(ev.Pos) {
+				return nil
+			}
+			last[ev.Stream], seen[ev.Stream] = ev.Pos, true
+			return fn(ev)
+		})
+	}
+}

@@ -17,10 +17,10 @@ func FromArchive(ctx context.Context, c *config.Connector, o Options) error {
 	if err != nil {
 		return err
 	}
-	if o.Archive == "" {
+	if o.Archive == "" && o.Changes == nil {
 		o.Archive = c.Runtime.Archive.Dir
 	}
-	if o.Archive == "" {
+	if o.Archive == "" && o.Changes == nil {
 		return errors.New("a replay needs an archive: set archive.dir in the connector while it streams, or name one with -archive")
 	}
 	return Run(ctx, engine, nil, o)

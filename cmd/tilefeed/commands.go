@@ -15,8 +15,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tilefeed/tilefeed/change"
 	"github.com/tilefeed/tilefeed/cmd/internal/app"
 	"github.com/tilefeed/tilefeed/config"
+	"github.com/tilefeed/tilefeed/connector/debezium"
 	"github.com/tilefeed/tilefeed/connector/postgres"
 	"github.com/tilefeed/tilefeed/export"
 	"github.com/tilefeed/tilefeed/serve"
@@ -274,7 +276,7 @@ func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
 		fs.StringVar(&o.TimeColumn, "time", "ts", "the spine's timestamp column")
 		fs.StringVar(&groups, "groups", "", "comma-separated feature groups (default: every group with a time column; with -source replay, every group)")
 		fs.StringVar(&source, "source", "table", "table: the feature tables as they are now (PostgreSQL); replay: the archive of the changes tilefeed applied, for what it served")
-		fs.StringVar(&o.Archive, "archive", "", "with -source replay, the archive's directory (default: the connector's archive.dir)")
+		fs.StringVar(&o.Archive, "archive", "", "with -source replay: tilefeed's archive directory, or Debezium NDJSON files (comma-separated); default: the connector's archive.dir, else a file source's file.path")
 	})
 	if err != nil {
 		return err
@@ -300,12 +302,39 @@ func cmdExport(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	o.Progress = stderr
 	if source == "replay" {
+		if files := replayFiles(c, o.Archive); files != nil {
+			dec, err := app.Decoder(c)
+			if err != nil {
+				return err
+			}
+			o.Archive = ""
+			o.Changes = func(ctx context.Context, fn func(*change.Event) error) error {
+				return debezium.ReadFiles(ctx, files, dec, fn)
+			}
+		}
 		return export.FromArchive(ctx, c, o)
 	}
 	if c.Source.Kind != "postgres" && c.Postgres.Host == "" {
 		return fmt.Errorf("export reads the feature tables from PostgreSQL (database.hostname and the other database.* properties); tilefeed.source is %s and names no database: replay the changes tilefeed archived instead (-source replay, archive.dir)", c.Source.Kind)
 	}
 	return export.FromPostgres(ctx, c, o)
+}
+
+// replayFiles returns the Debezium NDJSON files a replay reads: -archive
+// when it names files rather than an archive directory, else a file
+// source's own files when the connector keeps no archive; nil for an
+// archive.
+func replayFiles(c *config.Connector, archive string) []string {
+	if archive != "" {
+		if st, err := os.Stat(archive); err == nil && st.IsDir() {
+			return nil
+		}
+		return strings.Split(archive, ",")
+	}
+	if c.Runtime.Archive.Dir == "" && c.Source.Kind == "file" {
+		return c.Source.Files
+	}
+	return nil
 }
 
 func cmdReference(stdout io.Writer) error {

@@ -48,8 +48,9 @@ func (f *File) Ack(connector.Checkpoint) {}
 // Stream sends the changes of every file, then returns io.EOF.
 func (f *File) Stream(ctx context.Context, from connector.Checkpoint, out chan<- change.Event) error {
 	conv := NewConverter(from.Pos)
+	send := func(ev change.Event) error { return emit(ctx, out, ev) }
 	for _, path := range f.paths {
-		n, err := f.read(ctx, path, conv, out)
+		n, err := f.read(path, conv, send)
 		if err != nil {
 			return err
 		}
@@ -58,7 +59,26 @@ func (f *File) Stream(ctx context.Context, from connector.Checkpoint, out chan<-
 	return io.EOF
 }
 
-func (f *File) read(ctx context.Context, path string, conv *Converter, out chan<- change.Event) (int, error) {
+// ReadFiles hands fn the changes of NDJSON files, in order, with the
+// positions a File source gives them (markers and undecodable records
+// included, as change.Invalid): a replay of what the files streamed.
+func ReadFiles(ctx context.Context, paths []string, dec *decode.Debezium, fn func(*change.Event) error) error {
+	f := &File{paths: paths, dec: dec, stdin: os.Stdin}
+	conv := NewConverter(change.Position{})
+	for _, path := range paths {
+		if _, err := f.read(path, conv, func(ev change.Event) error {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			return fn(&ev)
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (f *File) read(path string, conv *Converter, send func(change.Event) error) (int, error) {
 	r := f.stdin
 	name := "stdin"
 	if path != "-" {
@@ -82,7 +102,7 @@ func (f *File) read(ctx context.Context, path string, conv *Converter, out chan<
 		if !ok {
 			continue
 		}
-		if err := emit(ctx, out, ev); err != nil {
+		if err := send(ev); err != nil {
 			return records, err
 		}
 	}
