@@ -358,6 +358,10 @@ func TestParseErrors(t *testing.T) {
 		// raw edits the rendered JSON, for what a map cannot express.
 		raw func(string) string
 	}{
+		{name: "archive compression bogus", edit: func(p map[string]any, f []any) []any { p["archive.compression"] = "zstd"; return f },
+			path: "config.archive.compression", fragments: []string{`"zstd" is neither gzip nor none`}},
+		{name: "archive rotation too small", edit: func(p map[string]any, f []any) []any { p["archive.rotate.bytes"] = "10"; return f },
+			path: "config.archive.rotate.bytes", fragments: []string{"10"}},
 		{name: "missing hostname", edit: func(p map[string]any, f []any) []any { delete(p, "database.hostname"); return f },
 			path: "config.database.hostname", fragments: []string{": is required"}},
 		{name: "missing user", edit: func(p map[string]any, f []any) []any { delete(p, "database.user"); return f },
