@@ -2,6 +2,7 @@ package transform
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/cockroachdb/apd/v3"
@@ -242,9 +243,10 @@ func (g *Group) addRow(t *Tile, sc *scale, u *Update, row change.Row, at int64, 
 				ms = &c.timed
 				k = timedKey(at, k)
 			}
-			if ms.bump(k, sign) || (sign < 0 && retractNumber(ms, v, at, timed)) {
-				if !timed {
-					c.noteValue(k, sign)
+			exact := ms.bump(k, sign)
+			if exact || (sign < 0 && retractNumber(ms, v, at, timed)) {
+				if !timed && slices.Contains(sc.extremes, col) {
+					c.noteValue(k, sign, exact)
 				}
 				continue
 			}

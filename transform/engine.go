@@ -63,6 +63,9 @@ type scale struct {
 	sums    []string
 	vals    []string
 	timed   []string
+	// extremes are the vals columns that min, max or days_since_last
+	// read: their tiles keep their extremes (tileCol.ext).
+	extremes []string
 }
 
 // Compile builds the engine for validated feature groups.
@@ -120,6 +123,9 @@ func Compile(features []config.Feature) (*Engine, error) {
 				sc.counts = appendOnce(sc.counts, ag.Column)
 			case "min", "max", "distinct", "days_since_last":
 				sc.vals = appendOnce(sc.vals, ag.Column)
+				if ag.Function != "distinct" {
+					sc.extremes = appendOnce(sc.extremes, ag.Column)
+				}
 			case "first", "last":
 				sc.timed = appendOnce(sc.timed, ag.Column)
 			default:

@@ -63,24 +63,27 @@ type tileCol struct {
 }
 
 // noteValue keeps ext up to date after key k was added to vals (sign > 0)
-// or one was taken away.
-func (c *tileCol) noteValue(k string, sign int64) {
-	if sign > 0 && c.extOK {
+// or taken away (exact: k itself; else another key of the same number).
+// It never goes through the values: a tile it cannot follow (one decoded
+// from its stored form, or whose extreme was retracted) just has no ext,
+// and a read goes through its values as before.
+func (c *tileCol) noteValue(k string, sign int64, exact bool) {
+	switch {
+	case sign > 0 && c.extOK:
+		o := orderOf(k)
 		for i := range c.ext {
-			x := extreme{key: c.ext[i], ord: orderOf(c.ext[i])}
-			x.offer(k, i == 0)
+			x := extreme{key: c.ext[i]}
+			if x.key != "" {
+				x.ord = orderOf(x.key)
+			}
+			x.offerOrdered(k, o, i == 0)
 			c.ext[i] = x.key
 		}
-		return
+	case sign > 0 && len(c.vals) == 1 && c.vals[0].n == 1:
+		c.ext, c.extOK = [2]string{k, k}, true // the column's first value
+	case sign < 0 && c.extOK && (!exact || k == c.ext[0] || k == c.ext[1]):
+		c.extOK = false // an extreme may be gone
 	}
-	// A retraction may take an extreme away: compute them again (a
-	// retraction of an extreme costs a pass over the tile's values).
-	var lo, hi extreme
-	for _, e := range c.vals {
-		lo.offer(e.key, true)
-		hi.offer(e.key, false)
-	}
-	c.ext, c.extOK = [2]string{lo.key, hi.key}, true
 }
 
 func (c *tileCol) zero() bool {

@@ -184,8 +184,10 @@ type extreme struct {
 	ord keyOrder
 }
 
-func (x *extreme) offer(k string, min bool) {
-	o := orderOf(k)
+func (x *extreme) offer(k string, min bool) { x.offerOrdered(k, orderOf(k), min) }
+
+// offerOrdered is offer with k's order already read.
+func (x *extreme) offerOrdered(k string, o keyOrder, min bool) {
 	if x.key != "" {
 		c, ok := cmpKeys(k, o, x.key, x.ord)
 		if !ok {
